@@ -1,0 +1,1 @@
+"""dibr_ros.model"""
