@@ -56,6 +56,9 @@ def _want_cuda() -> bool:
 def _build() -> None:
     from torch.utils.cpp_extension import load
 
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        raise RuntimeError(f"no C++ compiler found (CXX={cxx}); install g++ to build the kernels")
     src = csrc_dir()
     sources = [os.path.join(src, "dibr_ops.cpp")] + sorted(glob.glob(os.path.join(src, "cpu", "*.cpp")))
     cuda = _want_cuda()
@@ -64,21 +67,32 @@ def _build() -> None:
     if shutil.which("ninja") is None:
         # pip's ninja lives next to the interpreter; torch only searches PATH.
         bindir = os.path.dirname(sys.executable)
-        if os.path.exists(os.path.join(bindir, "ninja")):
-            os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+        if not os.path.exists(os.path.join(bindir, "ninja")):
+            raise RuntimeError("ninja not found on PATH; pip install ninja")
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     # OpenMP in both compile and link flags, else at::parallel_for runs on one thread.
-    flags = ["-O3", "-fopenmp", "-std=c++17"]
+    flags = ["-O3", "-fopenmp"]
     load(
         name="dibr_ros_ext_cuda" if cuda else "dibr_ros_ext_cpu",
         sources=sources,
         extra_cflags=flags,
         extra_ldflags=["-fopenmp"],
-        extra_cuda_cflags=["-O3", "--use_fast_math", "-std=c++17"] if cuda else None,
+        extra_cuda_cflags=["-O3", "--use_fast_math"] if cuda else None,
         extra_include_paths=[src],
         is_python_module=False,
         verbose=os.environ.get("DIBR_ROS_EXT_VERBOSE", "") == "1",
     )
     _state["cuda"] = cuda
+
+
+def _one_line(exc: Exception) -> str:
+    """The most telling line of a build failure (compiler errors first, else the first line)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for key in ("error:", "fatal error", "not found", "No such file"):
+        hit = next((ln for ln in lines if key in ln), None)
+        if hit:
+            return f"{type(exc).__name__}: {hit[:300]}"
+    return f"{type(exc).__name__}: {(lines[0] if lines else '')[:300]}"
 
 
 def ops():
@@ -95,8 +109,7 @@ def ops():
                 _build()
                 _state["ops"] = torch.ops.dibr_ros
             except Exception as exc:  # any build failure means: fall back
-                first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-                _state["error"] = f"{type(exc).__name__}: {first}"
+                _state["error"] = _one_line(exc)
         if _state["error"] is not None:
             warnings.warn(
                 f"dibr_ros: C++/CUDA extension unavailable ({_state['error']}); "
