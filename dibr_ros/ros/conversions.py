@@ -258,9 +258,17 @@ def _marker_base(header: Header, ns: str, mid: int, action: int, lifetime_s: flo
     return m
 
 
-def mesh_marker_array(header: Header, meshes: Sequence, ns: str = "meshes",
-                      lifetime_s: float = 0.0) -> MarkerArray:
-    """MarkerArray: a DELETEALL marker, then one TRIANGLE_LIST per mesh (id = index).
+def _marker_ids(meshes: Sequence, ids: Sequence[int] | None) -> list[int]:
+    if ids is None:
+        return list(range(len(meshes)))
+    if len(ids) != len(meshes):
+        raise ValueError(f"got {len(ids)} marker ids for {len(meshes)} meshes")
+    return [int(i) for i in ids]
+
+
+def mesh_marker_array(header: Header, meshes: Sequence, ns: str = "meshes", lifetime_s: float = 0.0,
+                      ids: Sequence[int] | None = None) -> MarkerArray:
+    """MarkerArray: a DELETEALL marker, then one TRIANGLE_LIST per mesh (id = ``ids[i]``, default i).
 
     meshes: list of ``(vertices (V, 3) metres in header.frame_id, faces (F, 3) int, colors (V, 3) float in
     [0, 1] or uint8)``. Points are expanded per face (3F points) with per-point colours, ``color.a = 1``,
@@ -268,9 +276,9 @@ def mesh_marker_array(header: Header, meshes: Sequence, ns: str = "meshes",
     """
     out = MarkerArray()
     out.markers.append(_marker_base(header, ns, 0, Marker.DELETEALL, lifetime_s))
-    for i, mesh in enumerate(meshes):
+    for mid, mesh in zip(_marker_ids(meshes, ids), meshes):
         pts, rgba = _mesh_arrays(mesh)
-        m = _marker_base(header, ns, i, Marker.ADD, lifetime_s)
+        m = _marker_base(header, ns, mid, Marker.ADD, lifetime_s)
         m.points = [Point(x=x, y=y, z=z) for x, y, z in pts.tolist()]
         m.colors = [ColorRGBA(r=r, g=g, b=b, a=a) for r, g, b, a in rgba.tolist()]
         out.markers.append(m)
@@ -354,15 +362,15 @@ class CdrMarkerSerializer:
                 self._value(t, getattr(msg, field))
 
     # -- public
-    def marker_array(self, header: Header, meshes: Sequence, ns: str = "meshes",
-                     lifetime_s: float = 0.0) -> bytes:
-        """Serialized ``mesh_marker_array(header, meshes, ns, lifetime_s)`` (same bytes, no Point objects)."""
+    def marker_array(self, header: Header, meshes: Sequence, ns: str = "meshes", lifetime_s: float = 0.0,
+                     ids: Sequence[int] | None = None) -> bytes:
+        """Serialized ``mesh_marker_array(header, meshes, ns, lifetime_s, ids)``, built without Point objects."""
         self._buf, self._pos = [b"\x00\x01\x00\x00"], 0  # encapsulation CDR_LE; alignment restarts after it
         self._u32(len(meshes) + 1)
         self._message(_marker_base(header, ns, 0, Marker.DELETEALL, lifetime_s))
-        for i, mesh in enumerate(meshes):
+        for mid, mesh in zip(_marker_ids(meshes, ids), meshes):
             pts, rgba = _mesh_arrays(mesh)
-            m = _marker_base(header, ns, i, Marker.ADD, lifetime_s)
+            m = _marker_base(header, ns, mid, Marker.ADD, lifetime_s)
             self._message(m, fast={"points": (pts, 8), "colors": (rgba, 4)})
         out = b"".join(self._buf)
         self._buf = []
@@ -386,10 +394,10 @@ class CdrMarkerSerializer:
             return False
 
 
-def mesh_marker_array_cdr(header: Header, meshes: Sequence, ns: str = "meshes",
-                          lifetime_s: float = 0.0) -> bytes:
+def mesh_marker_array_cdr(header: Header, meshes: Sequence, ns: str = "meshes", lifetime_s: float = 0.0,
+                          ids: Sequence[int] | None = None) -> bytes:
     """CDR bytes of ``mesh_marker_array(...)`` for ``Publisher.publish(bytes)`` (``CdrMarkerSerializer``)."""
-    return CdrMarkerSerializer().marker_array(header, meshes, ns, lifetime_s)
+    return CdrMarkerSerializer().marker_array(header, meshes, ns, lifetime_s, ids)
 
 
 # ----------------------------------------------------------------------------------------------- clouds

@@ -1,0 +1,545 @@
+"""ROS 2 node ``dibr_perception``: camera image (+ depth, + instance mask) -> object meshes and point clouds.
+
+Subscribes (relative names, remap them): ``image``, ``camera_info``, ``depth`` (``use_depth``),
+``instance_mask`` (``use_external_masks``). Publishes ``~/meshes`` (MarkerArray), ``~/points``
+(PointCloud2), ``~/debug_image`` (rgb8) and ``/diagnostics``; every output carries the input image's header.
+
+Threading: the executor thread only validates metadata, matches stamps and drops the matched set into a
+one-item slot; a worker thread takes the *newest* set, runs the pipeline and publishes. Frames that arrive
+while the worker is busy replace the waiting one and are counted as drops, so the node never works through
+a backlog of stale frames.
+
+Parameters are declared from the module-level table ``PARAMETERS`` (see ``config/perception.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from . import conversions as conv
+from .diagnostics import NodeStats
+from .sync import LatestSlot, make_matcher, stamp_ns
+
+try:  # Iron and newer
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
+
+try:
+    from rclpy.executors import ExternalShutdownException
+except ImportError:  # very old rclpy: shutdown surfaces as KeyboardInterrupt only
+    ExternalShutdownException = KeyboardInterrupt
+
+__all__ = ["INPUT_TOPICS", "NODE_NAME", "OUTPUT_TOPICS", "PARAMETERS", "PIPELINE_PARAMETERS", "ParamSpec",
+           "PerceptionNode", "main"]
+
+NODE_NAME = "dibr_perception"
+INPUT_TOPICS = ("image", "camera_info", "depth", "instance_mask")  # relative, remappable
+OUTPUT_TOPICS = ("meshes", "points", "debug_image")  # private: ~/<name>
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "8UC3")
+DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+MASK_ENCODINGS = ("mono8", "8UC1", "16UC1", "mono16")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter: type = type(default); ``low``/``high`` a numeric range; ``choices`` for strings."""
+
+    name: str
+    default: object
+    description: str
+    read_only: bool = False
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def descriptor(self) -> ParameterDescriptor:
+        d = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only)
+        if self.choices:
+            d.additional_constraints = "one of: " + ", ".join(self.choices)
+        if self.low is not None and isinstance(self.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(self.low), to_value=float(self.high),
+                                                         step=0.0)]
+        elif self.low is not None and isinstance(self.default, int) and not isinstance(self.default, bool):
+            d.integer_range = [IntegerRange(from_value=int(self.low), to_value=int(self.high), step=1)]
+        return d
+
+
+P = ParamSpec
+# Node parameters (restart-needing ones read-only). Values here = config/perception.yaml.
+NODE_PARAMETERS = (
+    P("device", "auto", "Inference device: auto (cuda if available), cpu, cuda or cuda:N.", True,
+      choices=("auto", "cpu", "cuda", "cuda:N")),
+    P("strict_device", False, "Fail at startup instead of falling back to CPU when the requested CUDA "
+      "device is unavailable.", True),
+    P("weights", "", "Checkpoint path; empty = the shipped dibr_ros/weights/default.pt.", True),
+    P("cpu_threads", 0, "torch intra-op threads on CPU; 0 = torch default.", True, 0, 256),
+    P("use_depth", True, "Subscribe to 'depth' (aligned to 'image'; 16UC1 mm or 32FC1 m) and use it for "
+      "segmentation and metric placement. false = RGB-only (size/distance assumption).", True),
+    P("use_external_masks", False, "Subscribe to 'instance_mask' (mono8/16UC1 label map, 0 = background) "
+      "and use it instead of the built-in segmentation.", True),
+    P("depth_scale", 0.001, "Metres per unit of 16UC1/mono16 depth (REP 118: millimetres).", False, 1e-6, 1.0),
+    P("sync_exact", False, "Pair image/depth/mask only on identical stamps (else approximate, sync_slop).",
+      True),
+    P("sync_slop", 0.05, "Approximate sync: max stamp difference (s) between image, depth and mask.", True,
+      0.0, 2.0),
+    P("sync_queue_size", 5, "Messages kept per input stream while waiting for partners.", True, 1, 100),
+    P("input_qos_depth", 1, "Subscription queue depth of every input (1 = never queue stale frames).", True,
+      1, 100),
+    P("input_reliability", "best_effort", "Input QoS reliability: best_effort (matches any publisher) or "
+      "reliable (needed for full-size images over some DDS setups; needs a reliable publisher).", True,
+      choices=("best_effort", "reliable")),
+    P("marker_lifetime", 0.0, "Lifetime (s) of the mesh markers; 0 = until the next DELETEALL.", False,
+      0.0, 3600.0),
+    P("publish_meshes", True, "Publish ~/meshes (MarkerArray)."),
+    P("publish_points", True, "Publish ~/points (PointCloud2)."),
+    P("publish_debug_image", True, "Publish ~/debug_image (rgb8 overlay)."),
+    P("diagnostic_period", 1.0, "Period (s) of the /diagnostics status.", True, 0.1, 60.0),
+    P("error_throttle", 5.0, "Repeat the same input error in the log at most once per this many seconds.",
+      False, 0.0, 3600.0),
+)
+# Parameters handed to PerceptionPipeline's config under the same names (runtime-changeable).
+PIPELINE_PARAMETERS = (
+    P("segmentation", "auto", "Segmenter: auto (labels if external masks, else depth if depth, else colour), "
+      "depth, color or labels.", choices=("auto", "depth", "color", "labels")),
+    P("max_objects", 10, "Maximum objects per frame (largest first).", False, 1, 100),
+    P("min_pixels", 100, "Minimum object mask area (pixels).", False, 1, 10_000_000),
+    P("points_per_object", 2048, "Points sampled on each completed mesh surface for ~/points.", False,
+      0, 1_000_000),
+    P("add_observed_points", False, "Also put each object's measured depth points into ~/points."),
+    P("default_distance", 0.6, "RGB-only: assumed camera-to-object distance (m) when the size is unknown.",
+      False, 0.01, 100.0),
+    P("default_object_size", 0.1, "RGB-only: assumed object bounding-sphere radius (m) for metric scale.",
+      False, 0.001, 10.0),
+)
+PARAMETERS = NODE_PARAMETERS + PIPELINE_PARAMETERS
+
+
+class StartupError(RuntimeError):
+    """A configuration problem that stops the node at startup (one-line reason)."""
+
+
+def _qos_input(depth: int, reliability: str) -> QoSProfile:
+    rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=rel,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def _qos_latched() -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def resolve_device(requested: str, strict: bool) -> tuple[str, str | None]:
+    """(torch device string, warning or None). ``StartupError`` for malformed names or strict failures."""
+    import torch
+
+    req = requested.strip().lower()
+    if req == "auto":
+        return ("cuda:0" if torch.cuda.is_available() else "cpu"), None
+    if req == "cpu":
+        return "cpu", None
+    if req == "cuda" or (req.startswith("cuda:") and req[5:].isdigit()):
+        index = int(req[5:]) if ":" in req else 0
+        if torch.cuda.is_available() and index < torch.cuda.device_count():
+            return f"cuda:{index}", None
+        why = ("CUDA is not available" if not torch.cuda.is_available()
+               else f"only {torch.cuda.device_count()} CUDA device(s)")
+        if strict:
+            raise StartupError(f"device '{requested}' requested but {why} (strict_device=true)")
+        return "cpu", f"device '{requested}' requested but {why}: falling back to cpu (strict_device=false)"
+    raise StartupError(f"invalid device '{requested}': use auto, cpu, cuda or cuda:N")
+
+
+def _device_description(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        idx = torch.device(device).index or 0
+        free, total = torch.cuda.mem_get_info(idx)
+        return f"{device} ({torch.cuda.get_device_name(idx)}, {free / 2**30:.1f} of {total / 2**30:.1f} GiB free)"
+    return f"cpu ({torch.get_num_threads()} torch threads)"
+
+
+def depth_to_metres(depth: np.ndarray, encoding: str, scale: float) -> np.ndarray:
+    """(H, W) float32 metres; invalid (0, NaN, inf, negative) -> NaN."""
+    d = depth.astype(np.float32)
+    if encoding in ("16UC1", "mono16"):
+        d *= np.float32(scale)
+    d[~(np.isfinite(d) & (d > 0))] = np.nan
+    return d
+
+
+class InputError(ValueError):
+    """A bad input message: ``topic`` and ``kind`` (throttling key) plus the one-line reason."""
+
+    def __init__(self, topic: str, kind: str, reason: str):
+        super().__init__(reason)
+        self.topic, self.kind = topic, kind
+
+
+class PerceptionNode(Node):
+    """The perception node; see the module docstring. ``close()`` stops the worker (call before destroy)."""
+
+    def __init__(self, **node_kwargs):
+        super().__init__(NODE_NAME, **node_kwargs)
+        self._log = self.get_logger()
+        self._throttle: dict[tuple[str, str], float] = {}
+        self._topics: dict[str, str] = {}  # stream -> resolved topic name, for log lines
+        self.stats = NodeStats()
+        self._stop = threading.Event()
+        self._slot = LatestSlot()
+        self._arrivals: dict[int, float] = {}  # image stamp (ns) -> arrival time, for node_total latency
+        self._arrivals_lock = threading.Lock()
+
+        for spec in PARAMETERS:
+            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+        self.p = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+        self._check_choices(self.p)
+        self.error_throttle = float(self.p["error_throttle"])
+
+        self._setup_device_and_model()
+        self._pipeline = self._make_pipeline(self.p)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        # Outputs.
+        self._pub_meshes = self.create_publisher(MarkerArray, "~/meshes", _qos_latched())
+        self._pub_points = self.create_publisher(PointCloud2, "~/points", _qos_latched())
+        self._pub_debug = self.create_publisher(Image, "~/debug_image", QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE))
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._cdr = conv.CdrMarkerSerializer()
+        self._fast_markers = self._cdr.verify()
+        if not self._fast_markers:
+            self._log.warn("fast MarkerArray serialization does not match this distro/RMW: using messages")
+
+        # Inputs.
+        qos = _qos_input(int(self.p["input_qos_depth"]), self.p["input_reliability"])
+        streams = ["image"]
+        self._sub_image = self._subscribe(Image, "image", qos, self._on_image)
+        self._sub_info = self._subscribe(CameraInfo, "camera_info", qos, self._on_info)
+        self._topics.update(image=self._sub_image.topic_name, camera_info=self._sub_info.topic_name)
+        if self.p["use_depth"]:
+            sub = self._subscribe(Image, "depth", qos, lambda m: self._on_aux("depth", m, DEPTH_ENCODINGS))
+            self._topics["depth"] = sub.topic_name
+            self._sub_depth = sub
+            streams.append("depth")
+        else:
+            self._log.info(
+                "use_depth=false: RGB-only placement assumes objects of radius default_object_size="
+                f"{self.p['default_object_size']:.3f} m (distance default_distance={self.p['default_distance']:.2f}"
+                " m when that is unusable); metric positions are estimates")
+        if self.p["use_external_masks"]:
+            sub = self._subscribe(Image, "instance_mask", qos,
+                                  lambda m: self._on_aux("instance_mask", m, MASK_ENCODINGS))
+            self._topics["instance_mask"] = sub.topic_name
+            self._sub_mask = sub
+            streams.append("instance_mask")
+        self._streams = tuple(streams)
+        self._matcher = make_matcher(streams, self.p["sync_slop"], self.p["sync_exact"], self.p["sync_queue_size"])
+        self._info: CameraInfo | None = None
+        self._info_K: np.ndarray | None = None
+        self._last_image_ns: int | None = None
+        self._last_match_t = time.monotonic()
+
+        self._diag_timer = self.create_timer(float(self.p["diagnostic_period"]), self._publish_diagnostics)
+        self._worker = threading.Thread(target=self._work, name="dibr_perception_worker", daemon=True)
+        self._worker.start()
+        self._log.info(f"ready: inputs {', '.join(self._topics.values())} ({self.p['input_reliability']}, "
+                       f"depth {self.p['input_qos_depth']}); outputs {self._pub_meshes.topic_name}, "
+                       f"{self._pub_points.topic_name}, {self._pub_debug.topic_name}")
+
+    # ------------------------------------------------------------------------------------------- setup
+    @staticmethod
+    def _check_choices(values: dict) -> None:
+        for spec in PARAMETERS:
+            if spec.choices and spec.name != "device" and values[spec.name] not in spec.choices:
+                raise StartupError(f"parameter {spec.name}='{values[spec.name]}' must be one of "
+                                   f"{', '.join(spec.choices)}")
+
+    def _setup_device_and_model(self) -> None:
+        import torch
+
+        from dibr_ros.model import Predictor
+        from dibr_ros.model.predictor import default_weights_path
+
+        if self.p["cpu_threads"] > 0:
+            torch.set_num_threads(int(self.p["cpu_threads"]))
+        device, warning = resolve_device(self.p["device"], self.p["strict_device"])
+        if warning:
+            self._log.warn(warning)
+        path = self.p["weights"] or default_weights_path()
+        try:
+            self.predictor = Predictor.load(path, device=device)
+        except (ValueError, OSError) as exc:
+            raise StartupError(f"cannot load weights '{path}': {exc}") from None
+        self.device = device
+        self.stats.device = _device_description(device)
+        # Warm-up: the first call pays for allocator / kernel selection; measure the steady cost once.
+        s = self.predictor.input_size
+        rgb = np.zeros((1, s, s, 3), np.uint8)
+        mask = np.zeros((1, s, s), bool)
+        mask[:, s // 4: 3 * s // 4, s // 4: 3 * s // 4] = True
+        self.predictor.predict(rgb, mask)
+        t0 = time.perf_counter()
+        self.predictor.predict(rgb, mask)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        self._log.info(f"device: {self.stats.device}; weights {path}; warm-up inference "
+                       f"{(time.perf_counter() - t0) * 1e3:.1f} ms per {s}x{s} crop")
+
+    def _make_pipeline(self, values: dict):
+        from dibr_ros.perception.pipeline import PerceptionPipeline, PipelineConfig
+
+        cfg = {spec.name: values[spec.name] for spec in PIPELINE_PARAMETERS}
+        if dataclasses.is_dataclass(PipelineConfig):
+            known = {f.name for f in dataclasses.fields(PipelineConfig)}
+            cfg = {k: v for k, v in cfg.items() if k in known}
+            if "debug_image" in known:
+                cfg["debug_image"] = bool(values["publish_debug_image"])
+        return PerceptionPipeline(self.predictor, PipelineConfig(**cfg))
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        new = dict(self.p)
+        new.update({prm.name: prm.value for prm in params})
+        try:
+            self._check_choices(new)
+            pipeline = self._make_pipeline(new)
+        except (ValueError, TypeError, StartupError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.p, self._pipeline = new, pipeline
+        self.error_throttle = float(new["error_throttle"])
+        return SetParametersResult(successful=True)
+
+    def _subscribe(self, msg_type, topic: str, qos: QoSProfile, callback):
+        def incompatible(event, topic=topic):
+            self._report(topic, "qos", f"incompatible QoS with a publisher (policy {event.last_policy_kind}); "
+                         f"input_reliability={self.p['input_reliability']}", warn=True)
+
+        return self.create_subscription(msg_type, topic, callback, qos,
+                                        event_callbacks=SubscriptionEventCallbacks(incompatible_qos=incompatible))
+
+    # ------------------------------------------------------------------------------------------ logging
+    def _report(self, topic: str, kind: str, reason: str, warn: bool = False) -> None:
+        """Log ``[topic] reason`` at most once per ``error_throttle`` s per (topic, kind); record it."""
+        name = self._topics.get(topic, topic)
+        text = f"[{name}] {reason}"
+        self.stats.error(text)
+        now = time.monotonic()
+        key = (topic, kind)
+        if now - self._throttle.get(key, -math.inf) < self.error_throttle:
+            return
+        self._throttle[key] = now
+        (self._log.warn if warn else self._log.error)(text)
+
+    # ---------------------------------------------------------------------------------------- callbacks
+    def _on_info(self, msg: CameraInfo) -> None:
+        try:
+            K = conv.camera_info_to_K(msg)
+        except ValueError as exc:
+            self._report("camera_info", "invalid", f"{exc}; frames are skipped until a valid CameraInfo arrives")
+            self._info, self._info_K = msg, None
+            return
+        self._info, self._info_K = msg, K
+
+    def _on_image(self, msg: Image) -> None:
+        t = self.stats.arrival()
+        try:
+            conv.check_image(msg, allowed=COLOR_ENCODINGS)
+        except ValueError as exc:
+            self.stats.count("rejected")
+            self._report("image", "invalid", f"{exc}; frame skipped")
+            return
+        ns = stamp_ns(msg)
+        if self._last_image_ns is not None and ns < self._last_image_ns:
+            if self._last_image_ns - ns <= 1_000_000_000:
+                self.stats.count("rejected")
+                self._report("image", "order", f"stamp {ns * 1e-9:.3f} older than the previous image "
+                             f"{self._last_image_ns * 1e-9:.3f}: out-of-order frame skipped", warn=True)
+                return
+            self._report("image", "clock", "stamp jumped back by more than 1 s: clock reset assumed", warn=True)
+        self._last_image_ns = ns
+        self._offer("image", msg, arrival=t)
+
+    def _on_aux(self, stream: str, msg: Image, encodings: tuple[str, ...]) -> None:
+        try:
+            conv.check_image(msg, allowed=encodings)
+        except ValueError as exc:
+            self.stats.count("rejected")
+            self._report(stream, "invalid", f"{exc}; message skipped")
+            return
+        self._offer(stream, msg)
+
+    def _offer(self, stream: str, msg, arrival: float | None = None) -> None:
+        if arrival is not None:
+            with self._arrivals_lock:
+                self._arrivals[stamp_ns(msg)] = arrival
+                while len(self._arrivals) > 64:
+                    del self._arrivals[next(iter(self._arrivals))]
+        matched = self._matcher.add(stream, msg)
+        self.stats.set_count("dropped_unmatched", self._matcher.dropped)
+        if matched is None:
+            return
+        self._last_match_t = time.monotonic()
+        self.stats.count("matched")
+        self._slot.put(dict(zip(self._streams, matched)))
+        self.stats.set_count("dropped_newer", self._slot.dropped)
+
+    # ------------------------------------------------------------------------------------------- worker
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            frame = self._slot.take(timeout=0.2)
+            if frame is None or self._stop.is_set():
+                continue
+            try:
+                self._process(frame)
+            except InputError as exc:
+                self.stats.count("rejected")
+                self._report(exc.topic, exc.kind, str(exc))
+            except Exception as exc:  # never let one frame kill the worker
+                if self._stop.is_set():
+                    return
+                self.stats.count("failed")
+                self._report("image", "pipeline", f"frame failed in the pipeline: {type(exc).__name__}: {exc}")
+
+    def _decode(self, frame: dict):
+        img = frame["image"]
+        if self._info is None:
+            raise InputError("camera_info", "missing", "no CameraInfo received yet; frame skipped")
+        if self._info_K is None:
+            raise InputError("camera_info", "invalid", "last CameraInfo is invalid; frame skipped")
+        info = self._info
+        if info.header.frame_id and img.header.frame_id and info.header.frame_id != img.header.frame_id:
+            raise InputError("camera_info", "frame", f"frame_id '{info.header.frame_id}' differs from the "
+                             f"image's '{img.header.frame_id}'; frame skipped")
+        if info.width and info.height and (info.width, info.height) != (img.width, img.height):
+            raise InputError("camera_info", "size", f"size {info.width}x{info.height} differs from the image's "
+                             f"{img.width}x{img.height}; frame skipped")
+        try:
+            rgb = conv.image_to_rgb(img)
+        except ValueError as exc:
+            raise InputError("image", "invalid", f"{exc}; frame skipped") from None
+        depth = labels = None
+        if "depth" in frame:
+            dmsg = frame["depth"]
+            if (dmsg.width, dmsg.height) != (img.width, img.height):
+                raise InputError("depth", "size", f"depth is {dmsg.width}x{dmsg.height} but the image is "
+                                 f"{img.width}x{img.height} (must be aligned); frame skipped")
+            try:
+                depth = depth_to_metres(conv.image_to_numpy(dmsg), dmsg.encoding, self.p["depth_scale"])
+            except ValueError as exc:
+                raise InputError("depth", "invalid", f"{exc}; frame skipped") from None
+            if not np.isfinite(depth).any():
+                raise InputError("depth", "empty", "depth has no valid pixel (all 0/NaN/inf/negative); "
+                                 "frame skipped")
+        if "instance_mask" in frame:
+            mmsg = frame["instance_mask"]
+            if (mmsg.width, mmsg.height) != (img.width, img.height):
+                raise InputError("instance_mask", "size", f"mask is {mmsg.width}x{mmsg.height} but the image is "
+                                 f"{img.width}x{img.height}; frame skipped")
+            try:
+                labels = conv.image_to_numpy(mmsg).astype(np.int32)
+            except ValueError as exc:
+                raise InputError("instance_mask", "invalid", f"{exc}; frame skipped") from None
+        return rgb, self._info_K, depth, labels
+
+    def _process(self, frame: dict) -> None:
+        img = frame["image"]
+        with self._arrivals_lock:
+            arrival = self._arrivals.pop(stamp_ns(img), None)
+        t0 = time.perf_counter()
+        rgb, K, depth, labels = self._decode(frame)
+        self.stats.latency("decode", (time.perf_counter() - t0) * 1e3)
+        result = self._pipeline.process(rgb, K, depth, labels)
+        for stage, ms in result.timings.items():
+            self.stats.latency(stage, ms)
+        t1 = time.perf_counter()
+        self._publish(img.header, result)
+        now = time.perf_counter()
+        self.stats.latency("publish", (now - t1) * 1e3)
+        if arrival is not None:
+            self.stats.latency("node_total", (time.monotonic() - arrival) * 1e3)
+        self.stats.frame_ok(len(result.objects))
+
+    def _publish(self, header, result) -> None:
+        p = self.p
+        objs = result.objects
+        if p["publish_meshes"]:
+            meshes = [(o.vertices, o.faces, o.colors) for o in objs]
+            ids = [int(o.detection.label) for o in objs]
+            if self._fast_markers:
+                self._pub_meshes.publish(self._cdr.marker_array(header, meshes, "meshes", p["marker_lifetime"], ids))
+            else:
+                self._pub_meshes.publish(conv.mesh_marker_array(header, meshes, "meshes", p["marker_lifetime"], ids))
+        if p["publish_points"]:
+            if objs:
+                xyz = np.concatenate([o.points for o in objs])
+                rgb = np.concatenate([o.point_colors for o in objs])
+                inst = np.concatenate([np.full(len(o.points), o.detection.label) for o in objs])
+            else:
+                xyz, rgb, inst = np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32), np.zeros(0)
+            self._pub_points.publish(conv.points_to_cloud(header, xyz, rgb, inst))
+        if p["publish_debug_image"] and result.debug_image is not None:
+            self._pub_debug.publish(conv.numpy_to_image(result.debug_image, "rgb8", header))
+
+    # -------------------------------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        if (self.stats.counts["received"] and time.monotonic() - self._last_match_t > 5.0
+                and len(self._streams) > 1):
+            partners = " and ".join(self._topics[s] for s in self._streams[1:])
+            self._report("image", "sync", f"images arrive but none matched {partners} within "
+                         f"sync_slop={self.p['sync_slop']} s for 5 s (check the partner topics, their QoS "
+                         "and stamps)", warn=True)
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [self.stats.status(f"{self.get_name()}: pipeline", self.device)]
+        self._pub_diag.publish(arr)
+
+    # ------------------------------------------------------------------------------------------ shutdown
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the worker; a frame in flight finishes (publishing is skipped after shutdown)."""
+        self._stop.set()
+        self._slot.wake()
+        self._worker.join(timeout_s)
+
+
+def main(args=None) -> int:
+    """Console script ``perception_node``. Exit status 0 on SIGINT, 1 on a startup error."""
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = PerceptionNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except StartupError as exc:
+        (node.get_logger() if node else rclpy.logging.get_logger(NODE_NAME)).fatal(str(exc))
+        code = 1
+    except rclpy.exceptions.ParameterException as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"bad parameter: {exc}")
+        code = 1
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
