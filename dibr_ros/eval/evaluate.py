@@ -1,0 +1,172 @@
+"""Score a method (trained predictor or baseline) on the fixed evaluation views of a split.
+
+Protocol: each object has ``views`` seeded renders (:func:`dibr_ros.data.shards.render_object`, 128x128,
+30 degree camera at distance 4 from the object centre, so every view holds the whole object). Each of the
+first ``n_inputs`` views is in turn the input; the method's shape in that view's frame is compared with
+the ground truth in the same frame (:func:`~dibr_ros.eval.metrics.mesh_metrics`), and its silhouette is
+compared with the ground truth's in the input view (``sil_iou_input``) and in all other views
+(``sil_iou_novel``, mean). ``chamfer_l1_mm`` is ``chamfer_l1`` times the object's metric radius (the
+camera-frame Chamfer distance at real size).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+
+import numpy as np
+import torch
+
+from dibr_ros.data import library, shards, views
+
+from .baselines import BASELINES, baseline_shape
+from .metrics import mesh_metrics, silhouette_iou
+
+METRIC_KEYS = ("chamfer_l1", "chamfer_l1_mm", "fscore@0.05", "precision@0.05", "recall@0.05", "fscore@0.10",
+               "precision@0.10", "recall@0.10", "iou_3d", "sil_iou_input", "sil_iou_novel")
+
+
+def eval_items(split: str, n_views: int = 8, size: int = 128, seed: int = 0, max_objects: int | None = None,
+               shard_dir: str | None = None, backend: str = "auto"):
+    """Yield evaluation items (the :class:`~dibr_ros.data.shards.ShardDataset` item dict, view 0 first).
+
+    With ``shard_dir`` the views are read from disk, else rendered now with the same seeded code (identical
+    images up to the uint8 rounding that is applied here too).
+    """
+    if shard_dir is not None:
+        ds = shards.ShardDataset(shard_dir)
+        if ds.manifest["split"] != split:
+            raise ValueError(f"{shard_dir} holds split {ds.manifest['split']!r}, not {split!r}")
+        n = len(ds) if max_objects is None else min(len(ds), max_objects)
+        for i in range(n):
+            yield ds[i]
+        return
+    for i, obj in enumerate(library.load_split(split, max_objects)):
+        smp = shards.render_object(obj, n_views, size, seed, backend=backend)
+        rel = views.relative_cameras(smp["R"], smp["eye"])
+        yield {"rgb": (smp["rgb"][0] * 255).round() / 255.0, "mask": smp["mask"][0], "depth": smp["depth"][0],
+               "R": smp["R"][0], "eye": smp["eye"][0], "K": smp["K"][0], "view_rot": rel["view_rot"][0],
+               "R_rel": rel["R_rel"][0], "eye_rel": rel["eye_rel"][0],
+               "scale_m": torch.tensor(obj.scale_m), "index": torch.tensor(i), "name": obj.name}
+
+
+def roll_views(item: dict, i: int) -> dict:
+    """The item with view ``i`` first (cameras relative to it recomputed)."""
+    n = item["R"].shape[0]
+    order = torch.as_tensor(np.roll(np.arange(n), -i))
+    out = dict(item)
+    for k in ("rgb", "mask", "depth", "R", "eye", "K"):
+        out[k] = item[k][order]
+    out.update({k: v[0] for k, v in views.relative_cameras(out["R"][None], out["eye"][None]).items()})
+    return out
+
+
+class BaselineMethod:
+    """Callable method from :data:`~dibr_ros.eval.baselines.BASELINES` (see :func:`evaluate`)."""
+
+    normalize = False
+
+    def __init__(self, kind: str):
+        if kind not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, got {kind!r}")
+        self.kind = kind
+
+    def __call__(self, batch: dict) -> list:
+        return [baseline_shape(self.kind, batch["depth"][n], batch["mask"][n], batch["K"][n], batch["center"][n],
+                               batch["gt"][n]) for n in range(len(batch["rgb"]))]
+
+
+class PredictorMethod:
+    """Wraps an object with the Predictor contract (DESIGN §4): ``predict(rgb uint8, mask bool)`` -> meshes.
+
+    Its crops are the whole input renders (object centre at the image centre, unit sphere just inside).
+    Predictions are renormalised (bbox centre, unit bounding sphere) before scoring, as the ground truth is.
+    """
+
+    normalize = True
+
+    def __init__(self, predictor):
+        if not callable(getattr(predictor, "predict", None)):
+            raise TypeError("predictor must have a predict(rgb, mask) method")
+        self.predictor = predictor
+
+    def __call__(self, batch: dict) -> list:
+        with torch.inference_mode():
+            out = self.predictor.predict(batch["rgb"], batch["mask"])
+        faces = np.asarray(torch.as_tensor(out.faces).cpu(), np.int64)
+        verts = torch.as_tensor(out.vertices).detach().float().cpu().numpy()
+        return [(verts[n].astype(np.float64), faces) for n in range(len(verts))]
+
+
+def load_method(spec: str, device: str = "cpu"):
+    """Method from a CLI spec: ``baseline:<kind>``, ``default`` (shipped weights), a checkpoint path, or
+    ``module:factory`` (factory() returns an object with the Predictor contract)."""
+    if spec.startswith("baseline:"):
+        return BaselineMethod(spec.split(":", 1)[1])
+    if spec == "default" or spec.endswith(".pt") or os.path.isfile(spec):
+        if spec != "default" and not os.path.isfile(spec):
+            raise ValueError(f"checkpoint {spec} does not exist")
+        from dibr_ros.model import Predictor
+
+        return PredictorMethod(Predictor.load(None if spec == "default" else spec, device=device))
+    mod, sep, attr = spec.partition(":")
+    if not sep or not mod or not attr:
+        raise ValueError(f"predictor spec {spec!r} is not baseline:KIND, default, a .pt path or MODULE:FACTORY")
+    try:
+        factory = getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load {spec}: {e}") from e
+    return PredictorMethod(factory())
+
+
+def evaluate(method, items, n_inputs: int = 4, n_points: int = 10000, n_iou_points: int = 50000, seed: int = 0,
+             silhouettes: bool = True, progress: bool = True, total: int | None = None) -> dict:
+    """Score ``method`` on evaluation ``items`` (:func:`eval_items`).
+
+    Args:
+        method: callable ``method(batch) -> list[(vertices, faces | None)]`` in each input view's frame, with
+            ``batch`` = dict of numpy arrays over N input views: rgb (N,H,W,3) uint8, mask (N,H,W) bool,
+            depth (N,H,W), K (N,3,3), center (N,3) object centre in optical coordinates, gt list of the
+            ground-truth (vertices, faces) in the view frames (hull reference only). A ``normalize`` attribute
+            that is True renormalises meshes (bbox centre, unit bounding sphere) before scoring.
+        n_inputs: how many of each object's views serve as input.
+
+    Returns:
+        dict: records (list of per-(object, input view) dicts: name, view, the :data:`METRIC_KEYS`),
+        summary (mean of each key over records, NaNs ignored; NaN if all are NaN), n_objects, n_views.
+    """
+    from tqdm import tqdm
+
+    records = []
+    for item in tqdm(items, total=total, desc="eval", unit="obj", disable=not progress):
+        obj = library.load_object(item["name"])
+        k = min(n_inputs, item["R"].shape[0])
+        rolled = [roll_views(item, i) for i in range(k)]
+        gts = [(obj.vertices.astype(np.float64) @ r["view_rot"][0].double().numpy().T, obj.faces) for r in rolled]
+        centers = [(r["view_rot"][0] @ -r["eye"][0]).numpy() for r in rolled]
+        batch = {"rgb": np.stack([(r["rgb"][0].numpy() * 255).round().astype(np.uint8) for r in rolled]),
+                 "mask": np.stack([r["mask"][0].numpy() > 0.5 for r in rolled]),
+                 "depth": np.stack([r["depth"][0].numpy() for r in rolled]),
+                 "K": np.stack([r["K"][0].double().numpy() for r in rolled]), "center": np.stack(centers),
+                 "gt": gts}
+        preds = method(batch)
+        for i, (r, gt, pred) in enumerate(zip(rolled, gts, preds)):
+            pv, pf = pred
+            if pf is not None and getattr(method, "normalize", False):
+                pv = library.normalize(pv)[0]
+            m = mesh_metrics((pv, pf), gt, n_points=n_points, seed=seed, n_iou_points=n_iou_points)
+            m["chamfer_l1_mm"] = m["chamfer_l1"] * float(item["scale_m"]) * 1000.0
+            if silhouettes and pf is not None:
+                sil = silhouette_iou((pv, pf), gt, (r["R_rel"], r["eye_rel"]), size=r["mask"].shape[-1])
+                m["sil_iou_input"] = float(sil[0])
+                m["sil_iou_novel"] = float(np.nanmean(sil[1:])) if len(sil) > 1 else math.nan
+            else:
+                m["sil_iou_input"] = m["sil_iou_novel"] = math.nan
+            records.append({"name": item["name"], "view": i, **m})
+    summary = {}
+    for key in METRIC_KEYS:
+        vals = np.array([rec[key] for rec in records], dtype=np.float64)
+        summary[key] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
+    return {"records": records, "summary": summary, "n_objects": len({r["name"] for r in records}),
+            "n_views": len(records)}

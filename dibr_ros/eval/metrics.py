@@ -1,0 +1,201 @@
+"""Reconstruction metrics between a predicted and a ground-truth shape given in the same frame.
+
+Conventions: lengths are in the units of the inputs (the bounding-sphere radius in the view frame);
+surfaces are sampled area-uniformly; distances from points to a mesh are exact point-to-triangle distances
+(open3d ``RaycastingScene``), to a point cloud nearest-neighbour distances (scipy ``cKDTree``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Ray directions for the inside test: spread over the sphere, off the axes and diagonals so that rays
+#: rarely graze edges of axis-aligned meshes.
+_RAY_DIRS = np.array([[0.5377, 0.8622, 0.3188], [-0.4336, 0.3426, 0.8338], [0.7254, -0.0631, -0.6855],
+                      [-0.7147, -0.6050, 0.3510], [0.0851, -0.8927, 0.4425]])
+_RAY_DIRS = _RAY_DIRS / np.linalg.norm(_RAY_DIRS, axis=1, keepdims=True)
+
+
+def _as_shape(x, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(vertices, faces) pair, or a bare (P,3) point cloud -> (vertices (V,3) float64, faces (F,3) or None)."""
+    if isinstance(x, (tuple, list)):
+        if len(x) != 2:
+            raise ValueError(f"{what} must be (vertices, faces) or a (P,3) point array")
+        v, f = x
+    else:
+        v, f = x, None
+    v = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
+        raise ValueError(f"{what} vertices must be a non-empty (V,3) array, got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{what} vertices contain NaN or inf")
+    if f is not None:
+        f = np.asarray(f.detach().cpu() if hasattr(f, "detach") else f, dtype=np.int64)
+        if f.size == 0:
+            f = None
+        elif f.ndim != 2 or f.shape[1] != 3 or f.min() < 0 or f.max() >= len(v):
+            raise ValueError(f"{what} faces must be (F,3) indices into the vertices")
+    return v, f
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` points (n,3) uniformly distributed over the mesh surface (area-weighted faces, uniform barycentrics)."""
+    tri = vertices[faces]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    if not area.sum() > 0:
+        raise ValueError("mesh has zero surface area")
+    fi = rng.choice(len(faces), size=n, p=area / area.sum())
+    u, v = rng.random(n), rng.random(n)
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    t = tri[fi]
+    return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+
+
+def _scene(vertices: np.ndarray, faces: np.ndarray):
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
+    return scene
+
+
+def distance_to_shape(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray | None) -> np.ndarray:
+    """Unsigned distance (P,) of points (P,3) to a mesh (point-to-triangle) or, with faces None, to a cloud."""
+    if faces is None:
+        from scipy.spatial import cKDTree
+
+        return cKDTree(vertices).query(points, k=1)[0]
+    import open3d as o3d
+
+    d = _scene(vertices, faces).compute_distance(o3d.core.Tensor(points.astype(np.float32)))
+    return d.numpy().astype(np.float64)
+
+
+def inside_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Robust inside test (P,) bool for meshes that are unions of closed parts, possibly with small holes.
+
+    For every connected part and each of 5 fixed ray directions the crossings of the part are counted
+    (ray parity); a point is inside a part when most of the 5 rays say so, and inside the mesh when it is
+    inside any part. Overlapping parts (pybullet_data's convex decompositions) and single missing faces
+    therefore do not flip the answer, unlike plain parity over the whole mesh.
+    """
+    import open3d as o3d
+
+    m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
+                                  o3d.utility.Vector3iVector(faces.astype(np.int32)))
+    labels = np.asarray(m.cluster_connected_triangles()[0], dtype=np.int64)
+    n_parts = int(labels.max()) + 1
+    scene = _scene(vertices, faces)
+    p = points.astype(np.float32)
+    k = len(_RAY_DIRS)
+    votes = np.zeros((len(p), n_parts), dtype=np.int32)
+    for d in _RAY_DIRS.astype(np.float32):
+        rays = np.concatenate([p, np.broadcast_to(d, p.shape)], 1)
+        hit = scene.list_intersections(o3d.core.Tensor(rays))
+        splits = hit["ray_splits"].numpy().astype(np.int64)
+        prim = hit["primitive_ids"].numpy().astype(np.int64)
+        ray = np.repeat(np.arange(len(p)), np.diff(splits))
+        counts = np.bincount(ray * n_parts + labels[prim], minlength=len(p) * n_parts).reshape(len(p), n_parts)
+        votes += counts % 2
+    return (votes * 2 > k).any(1)
+
+
+def iou_3d(pred_v, pred_f, gt_v, gt_f, n_points: int = 100000, rng: np.random.Generator | None = None) -> float:
+    """Volumetric IoU by Monte Carlo: ``n_points`` uniform points in the union bounding box (5% margin)."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    lo = np.minimum(pred_v.min(0), gt_v.min(0))
+    hi = np.maximum(pred_v.max(0), gt_v.max(0))
+    pad = 0.05 * (hi - lo).max()
+    q = rng.uniform(lo - pad, hi + pad, size=(n_points, 3))
+    a, b = inside_mesh(q, pred_v, pred_f), inside_mesh(q, gt_v, gt_f)
+    union = np.count_nonzero(a | b)
+    return float(np.count_nonzero(a & b) / union) if union else float("nan")
+
+
+def mesh_metrics(pred, gt, taus=(0.05, 0.10), n_points: int = 10000, seed: int = 0,
+                 n_iou_points: int = 100000) -> dict:
+    """Chamfer-L1, F-score/precision/recall at each tau, and volumetric IoU of ``pred`` against ``gt``.
+
+    Args:
+        pred: ``(vertices (V,3), faces (F,3))`` mesh, or a point cloud: a bare (P,3) array or
+            ``(points, None)``. A point cloud is used as is (randomly subsampled to ``n_points`` when
+            larger) and its ``iou_3d`` is NaN (a cloud has no inside).
+        gt: ``(vertices (V,3), faces (F,3))`` mesh in the same frame and units.
+        taus: F-score thresholds, in the units of the inputs (fractions of the radius in the view frame).
+        n_points: surface samples per mesh; seed: sampling seed (fixed seed -> deterministic metrics);
+        n_iou_points: Monte-Carlo points for ``iou_3d`` (inside test: :func:`inside_mesh`).
+
+    Returns:
+        dict of floats: ``chamfer_l1`` = the AVERAGE of the two directions' mean nearest distances,
+        ``0.5 * (mean_{p in pred} d(p, gt) + mean_{g in gt} d(g, pred))``; for each tau ``precision@tau``
+        (fraction of pred samples within tau of gt), ``recall@tau`` (fraction of gt samples within tau of
+        pred), ``fscore@tau`` (their harmonic mean, 0 when both are 0), keys formatted ``f"{tau:.2f}"``;
+        ``iou_3d``.
+    """
+    pv, pf = _as_shape(pred, "pred")
+    gv, gf = _as_shape(gt, "gt")
+    if gf is None:
+        raise ValueError("gt must be a mesh (vertices, faces)")
+    if n_points < 1:
+        raise ValueError("n_points must be >= 1")
+    rng = np.random.default_rng(seed)
+    gt_pts = sample_surface(gv, gf, n_points, rng)
+    if pf is None:
+        pred_pts = pv if len(pv) <= n_points else pv[rng.choice(len(pv), n_points, replace=False)]
+    else:
+        pred_pts = sample_surface(pv, pf, n_points, rng)
+    d_pred = distance_to_shape(pred_pts, gv, gf)  # precision direction
+    d_gt = distance_to_shape(gt_pts, pv, pf)  # recall direction
+    out = {"chamfer_l1": float(0.5 * (d_pred.mean() + d_gt.mean()))}
+    for tau in taus:
+        p = float((d_pred < tau).mean())
+        r = float((d_gt < tau).mean())
+        key = f"{tau:.2f}"
+        out[f"precision@{key}"] = p
+        out[f"recall@{key}"] = r
+        out[f"fscore@{key}"] = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    out["iou_3d"] = iou_3d(pv, pf, gv, gf, n_iou_points, rng) if pf is not None else float("nan")
+    return out
+
+
+def silhouette_iou(pred, gt, cameras, size: int = 128, fovy: float = math.radians(30.0),
+                   backend: str = "auto") -> np.ndarray:
+    """IoU of the hard silhouettes of ``pred`` and ``gt`` rendered with our rasterizer from each camera.
+
+    Both meshes are drawn double-sided, so winding does not matter.
+
+    Args:
+        pred, gt: ``(vertices (V,3), faces (F,3))`` in the frame of the cameras (a point-cloud pred gives NaN).
+        cameras: ``(R (N,3,3), eye (N,3))`` world->camera (OpenGL) rotations and centres, e.g. the
+            ``R_rel``/``eye_rel`` of a sample (cameras in the input view's frame).
+        size: image side in pixels; fovy: vertical field of view in radians.
+
+    Returns:
+        (N,) float64 IoU per camera (NaN where both silhouettes are empty).
+    """
+    import torch
+
+    from dibr_ros.data.views import render_batch
+
+    R, eye = (torch.as_tensor(np.asarray(c), dtype=torch.float32) for c in cameras)
+    if R.ndim != 3 or R.shape[1:] != (3, 3) or eye.shape != (R.shape[0], 3):
+        raise ValueError("cameras must be (R (N,3,3), eye (N,3))")
+    pv, pf = _as_shape(pred, "pred")
+    gv, gf = _as_shape(gt, "gt")
+    n = R.shape[0]
+    if pf is None:
+        return np.full(n, np.nan)
+    masks = []
+    for v, f in ((pv, pf), (gv, gf)):
+        vt = torch.as_tensor(v, dtype=torch.float32)[None].expand(n, -1, -1)
+        ft = torch.as_tensor(f)[None].expand(n, -1, -1)
+        out = render_batch(vt, ft, torch.full((n,), len(f)), torch.ones_like(vt), R, eye, None, size,
+                           fovy=fovy, backend=backend, double_sided=True)
+        masks.append(out["mask"].numpy() > 0.5)
+    inter = (masks[0] & masks[1]).sum((1, 2))
+    union = (masks[0] | masks[1]).sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
