@@ -43,9 +43,7 @@ OPENCV_TO_OPENGL = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 y up, z backwards). ``p_gl = p_cv @ OPENCV_TO_OPENGL.T``; ``R_gl = OPENCV_TO_OPENGL @ R_cv``."""
 
 
-def _as_batch(
-    x: torch.Tensor | float, trailing: int, name: str, like: torch.Tensor | None = None
-) -> torch.Tensor:
+def _as_batch(x: torch.Tensor | float, trailing: int, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
     """Tensor with a leading batch dim and ``trailing`` trailing dims (adds the batch dim when missing)."""
     if not torch.is_tensor(x):
         x = torch.as_tensor(
@@ -199,9 +197,7 @@ def intrinsics_to_projection(K: torch.Tensor, width: int, height: int) -> tuple[
     return proj, offset
 
 
-def projection_to_intrinsics(
-    proj: torch.Tensor, offset: torch.Tensor | None, width: int, height: int
-) -> torch.Tensor:
+def projection_to_intrinsics(proj: torch.Tensor, offset: torch.Tensor | None, width: int, height: int) -> torch.Tensor:
     """Inverse of :func:`intrinsics_to_projection`.
 
     Args:
@@ -255,15 +251,14 @@ def pixel_to_ndc(uv: torch.Tensor, width: int, height: int) -> torch.Tensor:
     return torch.stack([x, y], dim=-1)
 
 
-def unproject_pixels(
-    xy_ndc: torch.Tensor, proj: torch.Tensor, offset: torch.Tensor | None = None
-) -> torch.Tensor:
+def unproject_pixels(xy_ndc: torch.Tensor, proj: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
     """Unit camera-space ray directions (B, N, 3) through NDC points (B, N, 2); inverse of :func:`project`."""
     xy_ndc = _as_batch(xy_ndc, 2, "xy_ndc")
     proj = _as_batch(proj, 1, "proj", like=xy_ndc)
     if offset is not None:
         xy_ndc = xy_ndc - _as_batch(offset, 1, "offset", like=xy_ndc)[:, None, :]
-    d = torch.cat([xy_ndc / proj[:, None, :2], -torch.ones_like(xy_ndc[..., :1])], dim=-1)
+    xy = xy_ndc / proj[:, None, :2]
+    d = torch.cat([xy, -torch.ones_like(xy[..., :1])], dim=-1)
     return _normalize(d)
 
 
@@ -281,12 +276,8 @@ def camera_position_from_spherical(
     """
     like = next((t for t in (azimuth, elevation, distance) if torch.is_tensor(t)), None)
     kw = {"dtype": like.dtype, "device": like.device} if like is not None else {"dtype": torch.float32}
-    az, el, d = torch.broadcast_tensors(
-        *(torch.as_tensor(t, **kw).reshape(-1) for t in (azimuth, elevation, distance))
-    )
-    return torch.stack(
-        [d * torch.cos(el) * torch.sin(az), d * torch.sin(el), d * torch.cos(el) * torch.cos(az)], -1
-    )
+    az, el, d = torch.broadcast_tensors(*(torch.as_tensor(t, **kw).reshape(-1) for t in (azimuth, elevation, distance)))
+    return torch.stack([d * torch.cos(el) * torch.sin(az), d * torch.sin(el), d * torch.cos(el) * torch.cos(az)], -1)
 
 
 def camera_from_spherical(

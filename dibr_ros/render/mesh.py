@@ -162,9 +162,7 @@ def vertex_adjacency(faces: torch.Tensor, num_vertices: int) -> torch.Tensor:
     return torch.sparse_coo_tensor(idx, vals, (num_vertices, num_vertices), check_invariants=False).coalesce()
 
 
-def uniform_laplacian(
-    num_vertices: int, faces: torch.Tensor, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
+def uniform_laplacian(num_vertices: int, faces: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Uniform (umbrella) Laplacian ``L = I - D^-1 A`` as a coalesced sparse COO (V, V) tensor.
 
     ``(L @ x)_i = x_i - mean of x over the neighbours of i``; every row sums to 0 (isolated vertices get
@@ -180,9 +178,7 @@ def uniform_laplacian(
     diag = torch.stack([connected, connected])
     all_idx = torch.cat([idx, diag], dim=1)
     all_val = torch.cat([off, torch.ones(connected.numel(), dtype=dtype, device=faces.device)])
-    return torch.sparse_coo_tensor(
-        all_idx, all_val, (num_vertices, num_vertices), check_invariants=False
-    ).coalesce()
+    return torch.sparse_coo_tensor(all_idx, all_val, (num_vertices, num_vertices), check_invariants=False).coalesce()
 
 
 def edge_face_adjacency(

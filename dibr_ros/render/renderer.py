@@ -89,14 +89,15 @@ def prepare_vertices(
 
 def _camera(
     fovy: float | torch.Tensor, K: torch.Tensor | None, height: int, width: int, like: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Projection vectors (B', 3) and NDC offsets (B', 2) (B' = 1 for a shared camera)."""
     if K is not None:
-        proj, offset = intrinsics_to_projection(_batch(K, 2, "K").to(like.dtype), width, height)
-        return proj, offset
+        return intrinsics_to_projection(_batch(K, 2, "K").to(like.dtype), width, height)
     if torch.is_tensor(fovy):
         fovy = fovy.to(like.dtype)
     proj = perspective_projection(fovy, width / height).to(device=like.device, dtype=like.dtype)
-    return (proj if proj.dim() == 2 else proj.unsqueeze(0)), None
+    proj = proj if proj.dim() == 2 else proj.unsqueeze(0)
+    return proj, proj.new_zeros(proj.shape[0], 2)
 
 
 def _check_size(height: int, width: int) -> None:
@@ -121,9 +122,11 @@ def render_silhouette(
     """DIB-R soft silhouette (B, H, W) of a batch of meshes; arguments as :func:`render_mesh`."""
     _check_size(height, width)
     vertices = _batch(vertices, 2, "vertices")
-    b, t = _expand_batch({"vertices": vertices, "R": _batch(R, 2, "R"), "eye": _batch(eye, 1, "eye")})
     proj, offset = _camera(fovy, K, height, width, vertices)
-    _, fv_cam, fv_img, facing = prepare_vertices(t["vertices"], faces, t["R"], t["eye"], proj, offset)
+    _, t = _expand_batch(
+        {"vertices": vertices, "R": _batch(R, 2, "R"), "eye": _batch(eye, 1, "eye"), "proj": proj, "offset": offset}
+    )
+    _, fv_cam, fv_img, facing = prepare_vertices(t["vertices"], faces, t["R"], t["eye"], t["proj"], t["offset"])
     ones = fv_img.new_ones(*fv_img.shape[:3], 1)
     _, soft, _ = dibr_rasterize(
         height, width, fv_cam[..., 2], fv_img, ones, facing,
@@ -167,10 +170,11 @@ def render_mesh(
         fovy: vertical field of view in radians (float or (B,)); the aspect ratio is width / height.
         height, width: image size in pixels.
         lighting: None (unlit: interpolated colours), ``{"sh": (B, 9) | (B, 9, 3)}`` (SH9, see
-            :func:`~dibr_ros.render.shading.sh9_shading`), or ``{"direction": (B, 3) | (3,), "ambient": float,
-            "diffuse": float}`` (Lambert, direction towards the light) with optional ``"specular"`` and
-            ``"shininess"`` for Phong. ``"frame": "camera"`` (default; x right, y up, z towards the viewer) or
-            ``"world"`` says in which frame the light is given. Factors may be floats, (B,) or (B, 3).
+            :func:`~dibr_ros.render.shading.sh9_shading`), or ``{"direction": (B, 3) | (3,), "ambient": 0.0,
+            "diffuse": 1.0}`` (Lambert, direction towards the light; defaults shown) and, when ``"specular"``
+            (default 0.2) or ``"shininess"`` (default 16) is present, Phong with the eye at the camera centre.
+            ``"frame": "camera"`` (default; x right, y up, z towards the viewer) or ``"world"`` says in which
+            frame the light (and the SH coefficients) are given. Factors may be floats, (B,) or (B, 3).
         K: (B, 3, 3) or (3, 3) OpenCV intrinsics in pixels; when given, ``fovy`` is ignored.
         sigmainv, boxlen, knum, backend: passed to :func:`~dibr_ros.render.dibr_rasterize`.
         uv: (B, V, 2) or (V, 2) per-vertex UVs, or face_uvs: (B, F, 3, 2) or (F, 3, 2) per-corner UVs (for
@@ -203,7 +207,14 @@ def render_mesh(
         if lighting.get("frame", "camera") not in ("camera", "world"):
             raise ValueError(f"lighting frame must be 'camera' or 'world', got {lighting['frame']!r}")
 
-    batched = {"vertices": vertices, "R": _batch(R, 2, "R").to(vertices.dtype), "eye": _batch(eye, 1, "eye")}
+    proj, offset = _camera(fovy, K, height, width, vertices)
+    batched = {
+        "vertices": vertices,
+        "R": _batch(R, 2, "R").to(vertices.dtype),
+        "eye": _batch(eye, 1, "eye"),
+        "proj": proj,
+        "offset": offset,
+    }
     if colors is not None:
         batched["colors"] = _batch(colors, 2, "colors")
     if uv is not None:
@@ -214,8 +225,7 @@ def render_mesh(
         if k in t and t[k].shape[1] != nv:
             raise ValueError(f"{k} has {t[k].shape[1]} vertices, vertices has {nv}")
 
-    proj, offset = _camera(fovy, K, height, width, vertices)
-    v_cam, fv_cam, fv_img, facing = prepare_vertices(t["vertices"], faces, t["R"], t["eye"], proj, offset)
+    v_cam, fv_cam, fv_img, facing = prepare_vertices(t["vertices"], faces, t["R"], t["eye"], t["proj"], t["offset"])
     nf = faces.shape[0]
 
     # Features: [albedo C | normals 3 (lit) | uv 2 (textured) | 1/depth 1].
@@ -264,7 +274,7 @@ def render_mesh(
         diffuse = lighting.get("diffuse", 1.0)
         if "specular" in lighting or "shininess" in lighting:
             rays = unproject_pixels(pixel_ndc_grid(height, width, features.dtype, features.device).reshape(1, -1, 2),
-                                    proj, offset).reshape(-1, height, width, 3)  # fmt: skip
+                                    t["proj"], t["offset"]).reshape(b, height, width, 3)  # fmt: skip
             to_eye = -rays
             if lighting.get("frame", "camera") == "world":
                 to_eye = to_eye @ t["R"].unsqueeze(1)  # camera -> world for row vectors: v @ R
