@@ -166,7 +166,10 @@ class SimCameraNode(Node):
         if self.pub_mask is not None:
             self.pub_mask.publish(numpy_to_image(frame.labels.clip(0, 255).astype("uint8"), "mono8", header))
         meshes = [(o.vertices, o.faces, o.colors) for o in frame.objects]
-        self.pub_gt.publish(mesh_marker_array(header, meshes, ns="ground_truth"))
+        markers = mesh_marker_array(header, meshes, ns="ground_truth")
+        for marker, obj in zip(markers.markers[1:], frame.objects):
+            marker.text = obj.name  # not drawn for TRIANGLE_LIST; tells listeners which object it is
+        self.pub_gt.publish(markers)
 
     def destroy_node(self) -> None:
         self.scene.close()
