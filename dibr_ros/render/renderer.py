@@ -124,7 +124,13 @@ def render_silhouette(
     vertices = _batch(vertices, 2, "vertices")
     proj, offset = _camera(fovy, K, height, width, vertices)
     _, t = _expand_batch(
-        {"vertices": vertices, "R": _batch(R, 2, "R"), "eye": _batch(eye, 1, "eye"), "proj": proj, "offset": offset}
+        {
+            "vertices": vertices,
+            "R": _batch(R, 2, "R").to(vertices.dtype),
+            "eye": _batch(eye, 1, "eye").to(vertices.dtype),
+            "proj": proj,
+            "offset": offset,
+        }
     )
     _, fv_cam, fv_img, facing = prepare_vertices(t["vertices"], faces, t["R"], t["eye"], t["proj"], t["offset"])
     ones = fv_img.new_ones(*fv_img.shape[:3], 1)
@@ -211,7 +217,7 @@ def render_mesh(
     batched = {
         "vertices": vertices,
         "R": _batch(R, 2, "R").to(vertices.dtype),
-        "eye": _batch(eye, 1, "eye"),
+        "eye": _batch(eye, 1, "eye").to(vertices.dtype),
         "proj": proj,
         "offset": offset,
     }
