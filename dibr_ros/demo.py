@@ -93,13 +93,14 @@ class ObjectEval:
 
 
 def evaluate_objects(pred: list[dict], gt: list[dict], depth: np.ndarray, K: np.ndarray,
-                     labels: np.ndarray, seed: int = 0) -> list[ObjectEval]:
+                     labels: np.ndarray, seed: int = 0, min_visible_px: int = 100) -> list[ObjectEval]:
     """Match predictions to ground truth by centroid and score each ground-truth object.
 
     pred: per predicted object ``dict(vertices, faces, points)`` (camera frame, metres; points may be empty);
     gt: per true object ``dict(name, label, vertices, faces)``; depth (H, W) metres; labels (H, W) true
     instance map (the baseline uses each object's observed depth pixels). Unmatched truth scores 0 F-score
-    for the prediction, the baseline is scored regardless.
+    for the prediction, the baseline is scored regardless. Objects with fewer than ``min_visible_px``
+    visible pixels (hidden, out of view) are not scored: no camera method can see them.
     """
     from dibr_ros.ros.sim_scene import backproject
 
@@ -108,6 +109,8 @@ def evaluate_objects(pred: list[dict], gt: list[dict], depth: np.ndarray, K: np.
     pairs = dict((g, p) for p, g in match_objects(pc, gc))
     out = []
     for gi, g in enumerate(gt):
+        if int((labels == g["label"]).sum()) < min_visible_px:
+            continue
         gmesh = (g["vertices"], g["faces"])
         ev = ObjectEval(gt_name=g["name"], matched=gi in pairs)
         observed = backproject(depth, K, labels == g["label"])
