@@ -1,0 +1,186 @@
+"""Inference API (DESIGN section 4): RGB crops + masks -> coloured meshes in the view frame.
+
+Preprocessing (the framing the network was trained on): the mask's bounding box inside the crop, a square
+``crop_scale`` times its longer side centred on it (zero padded where it leaves the crop), resized with an
+antialiased bilinear filter to ``input_size``; the resized mask is thresholded at 0.5 and the colours are
+un-premultiplied inside it, zero outside. Crops of different sizes can be mixed in one call.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dibr_ros.model.checkpoint import CheckpointError, load_checkpoint
+from dibr_ros.model.network import DIBRNet, network_config
+
+__all__ = ["PredictedMeshes", "Predictor", "default_weights_path", "resolve_device", "crop_box"]
+
+
+def default_weights_path() -> str:
+    """Path of the shipped checkpoint dibr_ros/weights/default.pt."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "default.pt")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" -> cuda if available else cpu; "cuda[:i]" without CUDA -> ValueError."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"invalid device {device!r}: use 'auto', 'cpu' or 'cuda[:index]'") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available in this torch build/machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"unsupported device {device!r}: use 'auto', 'cpu' or 'cuda[:index]'")
+    return dev
+
+
+def crop_box(x0: float, y0: float, x1: float, y1: float, scale: float) -> tuple[float, float, float]:
+    """Square framing of a box given by its pixel edges [x0, x1) x [y0, y1): (centre x, centre y, side)."""
+    return 0.5 * (x0 + x1), 0.5 * (y0 + y1), scale * max(x1 - x0, y1 - y0)
+
+
+@dataclass
+class PredictedMeshes:
+    """Predicted meshes, one per input crop.
+
+    vertices (N, V, 3) float32 view frame (optical axes x right, y down, z forward of a camera looking at
+    the object centre; origin at the object centre; unit = bounding-sphere radius); faces (F, 3) int64
+    shared topology; colors (N, V, 3) float32 albedo in [0, 1]; sh (N, 9) float32 SH9 lighting in the
+    view frame; device (str) where the tensors live.
+    """
+
+    vertices: torch.Tensor
+    faces: torch.Tensor
+    colors: torch.Tensor
+    sh: torch.Tensor
+    device: str
+
+    def __len__(self) -> int:
+        return int(self.vertices.shape[0])
+
+
+def _as_list(x, name: str, ndim: int) -> list:
+    if isinstance(x, (list, tuple)):
+        items = list(x)
+    elif isinstance(x, (np.ndarray, torch.Tensor)):
+        if x.ndim == ndim - 1:
+            raise ValueError(f"{name} must be batched ({ndim}-D, N first) or a list; got shape {tuple(x.shape)}")
+        if x.ndim != ndim:
+            raise ValueError(f"{name} must be {ndim}-D (N first), got shape {tuple(x.shape)}")
+        items = [x[i] for i in range(x.shape[0])]
+    else:
+        raise TypeError(f"{name} must be a numpy array, a torch tensor or a list of them, got {type(x).__name__}")
+    for i, it in enumerate(items):
+        if not isinstance(it, (np.ndarray, torch.Tensor)) or it.ndim != ndim - 1:
+            raise ValueError(f"{name}[{i}] must be a {ndim - 1}-D array")
+    return items
+
+
+class Predictor:
+    """Single-image mesh predictor. Build with :meth:`load` (checkpoint) or :meth:`from_config` (random)."""
+
+    def __init__(self, network: DIBRNet, device: torch.device, meta: dict | None = None):
+        self.network = network.to(device).eval()
+        self._device = device
+        self.meta = dict(meta or {})
+        self.crop_scale = float(network.config["crop_scale"])
+
+    @property
+    def device(self) -> str:
+        return str(self._device)
+
+    @property
+    def input_size(self) -> int:
+        return self.network.input_size
+
+    @property
+    def faces(self) -> torch.Tensor:
+        return self.network.faces
+
+    @classmethod
+    def load(cls, path: str | None = None, device: str = "auto") -> Predictor:
+        """Load a checkpoint (None = the shipped dibr_ros/weights/default.pt) onto ``device``.
+
+        Raises CheckpointError (a ValueError) for a missing/corrupt/foreign file, ValueError for a bad device.
+        """
+        dev = resolve_device(device)
+        config, state, meta = load_checkpoint(default_weights_path() if path is None else path)
+        net = DIBRNet(config)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as e:
+            raise CheckpointError(f"checkpoint does not match its network config: {str(e).splitlines()[0]}") from e
+        return cls(net, dev, meta)
+
+    @classmethod
+    def from_config(cls, config: dict | None = None, device: str = "cpu", seed: int | None = None) -> Predictor:
+        """Randomly initialised predictor (tests, training). seed: fixes the initialisation."""
+        dev = resolve_device(device)
+        if seed is None:
+            return cls(DIBRNet(network_config(config)), dev)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls(DIBRNet(network_config(config)), dev)
+
+    def preprocess(self, rgb, mask) -> torch.Tensor:
+        """Crops -> network input (N, 4, S, S) float32 on the predictor's device (see module docstring).
+
+        rgb: (N, h, w, 3) uint8 (or float in [0, 1]) numpy/torch, or a list of (h_i, w_i, 3);
+        mask: (N, h, w) bool (or 0/1 numbers), or a list of (h_i, w_i).
+        """
+        rgbs, masks = _as_list(rgb, "rgb", 4), _as_list(mask, "mask", 3)
+        if len(rgbs) != len(masks):
+            raise ValueError(f"got {len(rgbs)} rgb crops but {len(masks)} masks")
+        size, dev = self.input_size, self._device
+        out = []
+        for i, (im, m) in enumerate(zip(rgbs, masks)):
+            if im.shape[-1] != 3 or tuple(im.shape[:2]) != tuple(m.shape):
+                raise ValueError(f"crop {i}: rgb {tuple(im.shape)} and mask {tuple(m.shape)} do not match "
+                                 "(h, w, 3) / (h, w)")
+            mt = torch.as_tensor(np.ascontiguousarray(m) if isinstance(m, np.ndarray) else m).to(dev) != 0
+            rows, cols = mt.any(dim=1).nonzero(), mt.any(dim=0).nonzero()
+            if rows.numel() == 0:
+                raise ValueError(f"crop {i}: mask is empty")
+            y0, y1 = int(rows[0]), int(rows[-1]) + 1
+            x0, x1 = int(cols[0]), int(cols[-1]) + 1
+            cx, cy, side = crop_box(x0, y0, x1, y1, self.crop_scale)
+            s = max(1, math.ceil(side))
+            bx, by = round(cx - s / 2), round(cy - s / 2)
+            it = torch.as_tensor(np.ascontiguousarray(im) if isinstance(im, np.ndarray) else im).to(dev)
+            if it.dtype == torch.uint8:
+                it = it.float() / 255.0
+            elif it.is_floating_point():
+                it = it.float()
+            else:
+                raise TypeError(f"crop {i}: rgb must be uint8 or floating point, got {it.dtype}")
+            h, w = mt.shape
+            sx0, sy0, sx1, sy1 = max(bx, 0), max(by, 0), min(bx + s, w), min(by + s, h)
+            mf = mt[sy0:sy1, sx0:sx1].float()
+            x = torch.cat([it[sy0:sy1, sx0:sx1] * mf[..., None], mf[..., None]], dim=-1).permute(2, 0, 1)
+            x = F.pad(x, (sx0 - bx, bx + s - sx1, sy0 - by, by + s - sy1))
+            out.append(F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=s > size,
+                                     align_corners=False))
+        x = torch.cat(out, 0)
+        alpha = x[:, 3:]
+        hard = (alpha > 0.5).float()
+        rgb_in = (x[:, :3] / alpha.clamp_min(1e-3)).clamp(0.0, 1.0) * hard
+        return torch.cat([rgb_in, hard], dim=1)
+
+    def predict(self, rgb, mask) -> PredictedMeshes:
+        """Crops + masks -> PredictedMeshes (N meshes). See :meth:`preprocess` for the accepted inputs."""
+        with torch.inference_mode():
+            x = self.preprocess(rgb, mask)
+            out = self.network(x)
+        return PredictedMeshes(vertices=out["vertices"], faces=self.network.faces, colors=out["colors"],
+                               sh=out["sh"], device=self.device)
