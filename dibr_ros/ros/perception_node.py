@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 import threading
 import time
@@ -30,6 +31,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from ..perception.pipeline import PerceptionPipeline, PipelineConfig
 from . import conversions as conv
 from .diagnostics import NodeStats
 from .sync import LatestSlot, make_matcher, stamp_ns
@@ -112,20 +114,55 @@ NODE_PARAMETERS = (
     P("error_throttle", 5.0, "Repeat the same input error in the log at most once per this many seconds.",
       False, 0.0, 3600.0),
 )
-# Parameters handed to PerceptionPipeline's config under the same names (runtime-changeable).
+# Parameters handed to PipelineConfig under the same names (changeable at run time); defaults are its own.
+_PC = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
 PIPELINE_PARAMETERS = (
-    P("segmentation", "auto", "Segmenter: auto (labels if external masks, else depth if depth, else colour), "
-      "depth, color or labels.", choices=("auto", "depth", "color", "labels")),
-    P("max_objects", 10, "Maximum objects per frame (largest first).", False, 1, 100),
-    P("min_pixels", 100, "Minimum object mask area (pixels).", False, 1, 10_000_000),
-    P("points_per_object", 2048, "Points sampled on each completed mesh surface for ~/points.", False,
-      0, 1_000_000),
-    P("add_observed_points", False, "Also put each object's measured depth points into ~/points."),
-    P("default_distance", 0.6, "RGB-only: assumed camera-to-object distance (m) when the size is unknown.",
-      False, 0.01, 100.0),
-    P("default_object_size", 0.1, "RGB-only: assumed object bounding-sphere radius (m) for metric scale.",
-      False, 0.001, 10.0),
+    P("segmentation", _PC["segmentation"], "Segmenter: auto (labels if external masks, else depth if >= 10 % "
+      "valid, else colour), depth, color or labels.", choices=("auto", "depth", "color", "labels")),
+    P("depth_stride", _PC["depth_stride"], "Depth segmentation: pixel subsampling for plane fit and "
+      "clustering.", False, 1, 64),
+    P("plane_distance", _PC["plane_distance"], "Depth segmentation: RANSAC table-plane inlier distance (m).",
+      False, 1e-4, 1.0),
+    P("min_height", _PC["min_height"], "Depth segmentation: points nearer the plane than this (m) are table.",
+      False, 0.0, 1.0),
+    P("cluster_distance", _PC["cluster_distance"], "Depth segmentation: depth jump (m) separating objects.",
+      False, 1e-4, 1.0),
+    P("max_depth", _PC["max_depth"], "Depth segmentation: depth beyond this (m) is ignored.", False,
+      0.01, 1000.0),
+    P("min_object_size", _PC["min_object_size"], "Depth segmentation: minimum observed 3D extent (m).", False,
+      0.0, 10.0),
+    P("max_object_size", _PC["max_object_size"], "Depth segmentation: maximum observed 3D extent (m).", False,
+      1e-3, 100.0),
+    P("min_object_pixels", _PC["min_object_pixels"], "Minimum object mask area (pixels).", False,
+      0, 100_000_000),
+    P("max_objects", _PC["max_objects"], "Maximum objects per frame (largest first).", False, 1, 1000),
+    P("color_threshold", _PC["color_threshold"], "Colour segmentation: Lab distance from the background "
+      "model that counts as object.", False, 0.1, 400.0),
+    P("color_stride", _PC["color_stride"], "Colour segmentation: pixel subsampling.", False, 1, 64),
+    P("max_area_fraction", _PC["max_area_fraction"], "Colour segmentation: larger foreground regions (fraction "
+      "of the image) are rejected.", False, 0.01, 1.0),
+    P("crop_size", _PC["crop_size"], "Side (px) of the square network input; 0 = the model's input size.",
+      False, 0, 2048),
+    P("crop_padding", _PC["crop_padding"], "Crop margin per side, fraction of the longer box side.", False,
+      0.0, 2.0),
+    P("default_distance", _PC["default_distance"], "RGB-only assumption: camera-to-object-centre distance (m), "
+      "used when default_object_size is 0.", False, 0.01, 1000.0),
+    P("default_object_size", _PC["default_object_size"], "RGB-only assumption: object bounding-sphere "
+      "diameter (m); 0 = use default_distance.", False, 0.0, 100.0),
+    P("min_depth_points", _PC["min_depth_points"], "Objects with fewer valid depth pixels are placed "
+      "RGB-only.", False, 0, 1_000_000),
+    P("points_per_object", _PC["points_per_object"], "Points sampled on each completed mesh surface for "
+      "~/points.", False, 0, 1_000_000),
+    P("add_observed_points", _PC["add_observed_points"], "Also put each object's measured depth points "
+      "into ~/points."),
+    P("max_observed_points", _PC["max_observed_points"], "At most this many observed points per object "
+      "(uniformly subsampled).", False, 0, 10_000_000),
+    P("seed", _PC["seed"], "Seed of the surface sampling (fixed: clouds are repeatable).", False, 0, 2**31 - 1),
+    P("debug_renderer", _PC["debug_renderer"], "Debug overlay renderer: auto (DIB-R if importable, else "
+      "OpenCV), dibr or opencv.", choices=("auto", "dibr", "opencv")),
 )
+# The pipeline's debug_image switch is driven by the node's publish_debug_image.
+_NODE_TO_PIPELINE = {"publish_debug_image": "debug_image"}
 PARAMETERS = NODE_PARAMETERS + PIPELINE_PARAMETERS
 
 
@@ -176,11 +213,11 @@ def _device_description(device: str) -> str:
 
 
 def depth_to_metres(depth: np.ndarray, encoding: str, scale: float) -> np.ndarray:
-    """(H, W) float32 metres; invalid (0, NaN, inf, negative) -> NaN."""
+    """(H, W) float32 metres; invalid (0, NaN, inf, negative) -> 0."""
     d = depth.astype(np.float32)
     if encoding in ("16UC1", "mono16"):
         d *= np.float32(scale)
-    d[~(np.isfinite(d) & (d > 0))] = np.nan
+    d[~(np.isfinite(d) & (d > 0))] = 0.0
     return d
 
 
@@ -198,7 +235,7 @@ class PerceptionNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__(NODE_NAME, **node_kwargs)
         self._log = self.get_logger()
-        self._throttle: dict[tuple[str, str], float] = {}
+        self._throttle: dict[tuple[str, str, str], float] = {}
         self._topics: dict[str, str] = {}  # stream -> resolved topic name, for log lines
         self.stats = NodeStats()
         self._stop = threading.Event()
@@ -238,11 +275,10 @@ class PerceptionNode(Node):
             self._topics["depth"] = sub.topic_name
             self._sub_depth = sub
             streams.append("depth")
+            self._log.info(f"objects with < min_depth_points valid depth pixels are placed RGB-only: "
+                           f"{self._pipeline.rgb_assumption}")
         else:
-            self._log.info(
-                "use_depth=false: RGB-only placement assumes objects of radius default_object_size="
-                f"{self.p['default_object_size']:.3f} m (distance default_distance={self.p['default_distance']:.2f}"
-                " m when that is unusable); metric positions are estimates")
+            self._log.info(f"use_depth=false: RGB-only placement, {self._pipeline.rgb_assumption}")
         if self.p["use_external_masks"]:
             sub = self._subscribe(Image, "instance_mask", qos,
                                   lambda m: self._on_aux("instance_mask", m, MASK_ENCODINGS))
@@ -254,7 +290,7 @@ class PerceptionNode(Node):
         self._info: CameraInfo | None = None
         self._info_K: np.ndarray | None = None
         self._last_image_ns: int | None = None
-        self._last_match_t = time.monotonic()
+        self._unmatched_since: float | None = None  # first image arrival not yet matched to its partners
 
         self._diag_timer = self.create_timer(float(self.p["diagnostic_period"]), self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="dibr_perception_worker", daemon=True)
@@ -274,8 +310,7 @@ class PerceptionNode(Node):
     def _setup_device_and_model(self) -> None:
         import torch
 
-        from dibr_ros.model import Predictor
-        from dibr_ros.model.predictor import default_weights_path
+        from dibr_ros.model.predictor import Predictor, default_weights_path
 
         if self.p["cpu_threads"] > 0:
             torch.set_num_threads(int(self.p["cpu_threads"]))
@@ -302,16 +337,10 @@ class PerceptionNode(Node):
         self._log.info(f"device: {self.stats.device}; weights {path}; warm-up inference "
                        f"{(time.perf_counter() - t0) * 1e3:.1f} ms per {s}x{s} crop")
 
-    def _make_pipeline(self, values: dict):
-        from dibr_ros.perception.pipeline import PerceptionPipeline, PipelineConfig
-
+    def _make_pipeline(self, values: dict) -> PerceptionPipeline:
         cfg = {spec.name: values[spec.name] for spec in PIPELINE_PARAMETERS}
-        if dataclasses.is_dataclass(PipelineConfig):
-            known = {f.name for f in dataclasses.fields(PipelineConfig)}
-            cfg = {k: v for k, v in cfg.items() if k in known}
-            if "debug_image" in known:
-                cfg["debug_image"] = bool(values["publish_debug_image"])
-        return PerceptionPipeline(self.predictor, PipelineConfig(**cfg))
+        cfg.update({dst: values[src] for src, dst in _NODE_TO_PIPELINE.items()})
+        return PerceptionPipeline(self.predictor, PipelineConfig.from_dict(cfg))
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         new = dict(self.p)
@@ -335,12 +364,12 @@ class PerceptionNode(Node):
 
     # ------------------------------------------------------------------------------------------ logging
     def _report(self, topic: str, kind: str, reason: str, warn: bool = False) -> None:
-        """Log ``[topic] reason`` at most once per ``error_throttle`` s per (topic, kind); record it."""
+        """Log ``[topic] reason`` at most once per ``error_throttle`` s per (topic, kind, problem); record it."""
         name = self._topics.get(topic, topic)
         text = f"[{name}] {reason}"
         self.stats.error(text)
         now = time.monotonic()
-        key = (topic, kind)
+        key = (topic, kind, re.sub(r"\d+", "#", reason))  # same problem, other numbers: one line per period
         if now - self._throttle.get(key, -math.inf) < self.error_throttle:
             return
         self._throttle[key] = now
@@ -373,6 +402,8 @@ class PerceptionNode(Node):
                 return
             self._report("image", "clock", "stamp jumped back by more than 1 s: clock reset assumed", warn=True)
         self._last_image_ns = ns
+        if self._unmatched_since is None:
+            self._unmatched_since = t
         self._offer("image", msg, arrival=t)
 
     def _on_aux(self, stream: str, msg: Image, encodings: tuple[str, ...]) -> None:
@@ -394,7 +425,7 @@ class PerceptionNode(Node):
         self.stats.set_count("dropped_unmatched", self._matcher.dropped)
         if matched is None:
             return
-        self._last_match_t = time.monotonic()
+        self._unmatched_since = None
         self.stats.count("matched")
         self._slot.put(dict(zip(self._streams, matched)))
         self.stats.set_count("dropped_newer", self._slot.dropped)
@@ -443,7 +474,7 @@ class PerceptionNode(Node):
                 depth = depth_to_metres(conv.image_to_numpy(dmsg), dmsg.encoding, self.p["depth_scale"])
             except ValueError as exc:
                 raise InputError("depth", "invalid", f"{exc}; frame skipped") from None
-            if not np.isfinite(depth).any():
+            if not depth.any():
                 raise InputError("depth", "empty", "depth has no valid pixel (all 0/NaN/inf/negative); "
                                  "frame skipped")
         if "instance_mask" in frame:
@@ -467,6 +498,8 @@ class PerceptionNode(Node):
         result = self._pipeline.process(rgb, K, depth, labels)
         for stage, ms in result.timings.items():
             self.stats.latency(stage, ms)
+        for line in result.warnings:
+            self._report("image", "objects", line, warn=True)
         t1 = time.perf_counter()
         self._publish(img.header, result)
         now = time.perf_counter()
@@ -486,20 +519,14 @@ class PerceptionNode(Node):
             else:
                 self._pub_meshes.publish(conv.mesh_marker_array(header, meshes, "meshes", p["marker_lifetime"], ids))
         if p["publish_points"]:
-            if objs:
-                xyz = np.concatenate([o.points for o in objs])
-                rgb = np.concatenate([o.point_colors for o in objs])
-                inst = np.concatenate([np.full(len(o.points), o.detection.label) for o in objs])
-            else:
-                xyz, rgb, inst = np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32), np.zeros(0)
-            self._pub_points.publish(conv.points_to_cloud(header, xyz, rgb, inst))
+            self._pub_points.publish(conv.points_to_cloud(header, *result.cloud()))
         if p["publish_debug_image"] and result.debug_image is not None:
             self._pub_debug.publish(conv.numpy_to_image(result.debug_image, "rgb8", header))
 
     # -------------------------------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
-        if (self.stats.counts["received"] and time.monotonic() - self._last_match_t > 5.0
-                and len(self._streams) > 1):
+        since = self._unmatched_since
+        if since is not None and time.monotonic() - since > 5.0 and self.stats.input_rate(5.0) > 0:
             partners = " and ".join(self._topics[s] for s in self._streams[1:])
             self._report("image", "sync", f"images arrive but none matched {partners} within "
                          f"sync_slop={self.p['sync_slop']} s for 5 s (check the partner topics, their QoS "
@@ -510,7 +537,7 @@ class PerceptionNode(Node):
         self._pub_diag.publish(arr)
 
     # ------------------------------------------------------------------------------------------ shutdown
-    def close(self, timeout_s: float = 5.0) -> None:
+    def close(self, timeout_s: float = 3.0) -> None:
         """Stop the worker; a frame in flight finishes (publishing is skipped after shutdown)."""
         self._stop.set()
         self._slot.wake()

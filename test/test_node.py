@@ -1,0 +1,516 @@
+"""perception_node as its own process, fed synthetic tabletop frames (and malformed ones) over ROS.
+
+One node process per module (module-scoped fixture); the test process publishes image + camera_info +
+depth RELIABLE (full-size images over loopback) and the node subscribes reliable (parameter). Each
+malformed-input test checks: one clear log line naming the topic, no output for the bad frame, and the
+next good frame is processed.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from dibr_ros.perception.synthetic import SceneObject, render_scene, table_plane, tabletop_scene
+from dibr_ros.ros import conversions as cv
+from dibr_ros.ros.sync import LatestSlot, StampMatcher
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+W, H = 320, 240
+FRAME = "cam_optical"
+WAIT = 20.0  # s, generous: CPU inference on a shared 2-core machine
+THROTTLE = 1.0  # s, the node's error_throttle here
+
+
+# ------------------------------------------------------------------------------------ pure unit tests
+
+def _stamped(sec, nsec=0, tag=None):
+    msg = Image()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nsec
+    msg.header.frame_id = tag or f"{sec}.{nsec}"
+    return msg
+
+
+def test_stamp_matcher_exact_and_approximate():
+    m = StampMatcher(["image", "depth"], slop=0.0, queue_size=3)
+    assert m.add("image", _stamped(1)) is None
+    assert m.add("depth", _stamped(2)) is None
+    out = m.add("depth", _stamped(1))
+    assert out is not None and [x.header.frame_id for x in out] == ["1.0", "1.0"]
+    # Approximate: newest image wins; the older image and depth are dropped as orphans.
+    m = StampMatcher(["image", "depth"], slop=0.02, queue_size=5)
+    m.add("image", _stamped(5, 0))
+    m.add("image", _stamped(6, 0))
+    assert m.add("depth", _stamped(7, 0)) is None  # 1 s off both
+    out = m.add("depth", _stamped(6, 10_000_000))  # 10 ms off image 6
+    assert [x.header.frame_id for x in out] == ["6.0", "6.10000000"]
+    assert m.dropped == 1  # image 5 (older than the match); depth 7 stays (newer)
+    assert m.add("image", _stamped(7, 15_000_000))[1].header.frame_id == "7.0"
+
+
+def test_stamp_matcher_queue_bound_and_single_stream():
+    m = StampMatcher(["image", "depth"], slop=0.0, queue_size=2)
+    for s in range(5):
+        m.add("image", _stamped(s))
+    assert m.dropped == 3
+    single = StampMatcher(["image"])
+    assert single.add("image", _stamped(3)).__len__() == 1
+    with pytest.raises(ValueError):
+        single.add("depth", _stamped(3))
+
+
+def test_latest_slot_keeps_newest_and_counts_drops():
+    slot = LatestSlot()
+    assert slot.take(timeout=0.01) is None
+    assert not slot.put(1) and slot.put(2) and slot.put(3)
+    assert slot.take() == 3 and slot.dropped == 2
+    got = []
+    t = threading.Thread(target=lambda: got.append(slot.take(timeout=5.0)))
+    t.start()
+    slot.put(4)
+    t.join(5.0)
+    assert got == [4]
+
+
+# ------------------------------------------------------------------------------------------ harness
+
+def _weights(tmp_path_factory) -> str:
+    shipped = os.path.join(REPO, "dibr_ros", "weights", "default.pt")
+    if os.path.isfile(shipped):
+        return shipped
+    from dibr_ros.model.checkpoint import save_checkpoint
+    from dibr_ros.model.predictor import Predictor
+
+    pred = Predictor.from_config(seed=0)
+    path = str(tmp_path_factory.mktemp("weights") / "random.pt")
+    save_checkpoint(path, pred.network, pred.network.config, {"note": "random init for tests"})
+    return path
+
+
+class Harness:
+    """Test-side ROS node: publishes frames, collects the perception node's outputs by stamp."""
+
+    def __init__(self, domain: int):
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=domain)
+        self.node = rclpy.create_node("dibr_test_harness", context=self.ctx)
+        rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub = {name: self.node.create_publisher(typ, f"/{name}", rel) for name, typ in (
+            ("image", Image), ("depth", Image), ("camera_info", CameraInfo))}
+        self.lock = threading.Lock()
+        self.meshes, self.points, self.debug, self.diag = {}, {}, {}, []
+        self.node.create_subscription(MarkerArray, "/dibr_perception/meshes",
+                                      lambda m: self._store(self.meshes, m), latched)
+        self.node.create_subscription(PointCloud2, "/dibr_perception/points",
+                                      lambda m: self._store(self.points, m), latched)
+        self.node.create_subscription(Image, "/dibr_perception/debug_image",
+                                      lambda m: self._store(self.debug, m), rel)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, rel)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
+        self._running = True
+        self._spin.start()
+        self.stamp = 1000
+
+    def _spin_loop(self):
+        while self._running and self.ctx.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _store(self, table, msg):
+        key = msg.markers[0].header.stamp if isinstance(msg, MarkerArray) else msg.header.stamp
+        with self.lock:
+            table[(key.sec, key.nanosec)] = msg
+
+    def _on_diag(self, msg):
+        with self.lock:
+            self.diag.append(msg)
+
+    def header(self, stamp=None, frame=FRAME) -> Header:
+        if stamp is None:
+            self.stamp += 1
+            stamp = self.stamp
+        h = Header(frame_id=frame)
+        h.stamp.sec, h.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
+        return h
+
+    def send(self, rgb_msg=None, depth_msg=None, info_msg=None):
+        if info_msg is not None:
+            self.pub["camera_info"].publish(info_msg)
+        if depth_msg is not None:
+            self.pub["depth"].publish(depth_msg)
+        if rgb_msg is not None:
+            self.pub["image"].publish(rgb_msg)
+
+    def send_frame(self, frame, K, header=None, depth_encoding="32FC1", info=True, big_endian=False):
+        h = header or self.header()
+        rgb_msg = cv.numpy_to_image(frame["rgb"], "rgb8", h)
+        d = frame["depth"]
+        if depth_encoding == "16UC1":
+            d = np.round(np.nan_to_num(d, nan=0, posinf=0, neginf=0).clip(0, 60) * 1000).astype(np.uint16)
+        depth_msg = cv.numpy_to_image(d, depth_encoding, h)
+        if big_endian:
+            depth_msg.is_bigendian = 1
+            depth_msg.data = d.astype(d.dtype.newbyteorder(">")).tobytes()
+        self.send(rgb_msg, depth_msg, cv.make_camera_info(K, W, H, h) if info else None)
+        return h
+
+    def wait_output(self, h, timeout=WAIT):
+        key = (h.stamp.sec, h.stamp.nanosec)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            with self.lock:
+                if key in self.meshes and key in self.points:
+                    return self.meshes[key], self.points[key]
+            time.sleep(0.02)
+        raise AssertionError(f"no output for stamp {key} within {timeout} s")
+
+    def has_output(self, h) -> bool:
+        key = (h.stamp.sec, h.stamp.nanosec)
+        with self.lock:
+            return key in self.meshes or key in self.points or key in self.debug
+
+    def close(self):
+        self._running = False
+        self._spin.join(2.0)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+
+
+class NodeProcess:
+    def __init__(self, env, log_path, weights):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        cmd = [sys.executable, "-m", "dibr_ros.ros.perception_node", "--ros-args",
+               "--params-file", os.path.join(REPO, "config", "perception.yaml"),
+               "-p", "device:=cpu", "-p", f"weights:={weights}", "-p", "input_reliability:=reliable",
+               "-p", "diagnostic_period:=0.5", "-p", f"error_throttle:={THROTTLE}", "-p", "points_per_object:=500"]
+        self.proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def text(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, needle, timeout=WAIT, start=0) -> str:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            text = self.text()[start:]
+            if needle in text:
+                return text
+            assert self.proc.poll() is None, f"node exited ({self.proc.returncode}):\n{self.text()[-3000:]}"
+            time.sleep(0.05)
+        raise AssertionError(f"'{needle}' not logged within {timeout} s:\n{self.text()[-3000:]}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def scene():
+    frame, objects, K, plane = tabletop_scene(n_objects=3, seed=3, width=W, height=H)
+    return frame, objects, K, plane
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    domain = 1 + (os.getpid() * 37 + 53) % 100
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    log = str(tmp_path_factory.mktemp("node") / "node.log")
+    node = NodeProcess(env, log, _weights(tmp_path_factory))
+    harness = Harness(domain)
+    try:
+        node.wait_log("ready:", timeout=60)
+        yield node, harness
+    finally:
+        harness.close()
+        node.stop()
+
+
+def _mark(node) -> int:
+    return len(node.text())
+
+
+# -------------------------------------------------------------------------------- integration tests
+
+def test_frames_without_camera_info_are_skipped(rig, scene):
+    node, hs = rig
+    frame, _, K, _ = scene
+    start = _mark(node)
+    h = hs.send_frame(frame, K, info=False)
+    text = node.wait_log("no CameraInfo received yet", start=start)
+    line = next(ln for ln in text.splitlines() if "no CameraInfo" in ln)
+    assert "[/camera_info]" in line and "ERROR" in line
+    time.sleep(0.3)
+    assert not hs.has_output(h)
+
+
+def test_good_frame_outputs(rig, scene):
+    node, hs = rig
+    frame, objects, K, _ = scene
+    hs.send(info_msg=cv.make_camera_info(K, W, H, hs.header(stamp=999)))
+    time.sleep(0.2)
+    h = hs.send_frame(frame, K)
+    markers, cloud = hs.wait_output(h)
+    # Markers: DELETEALL then TRIANGLE_LISTs in the input frame, stamped like the input.
+    assert markers.markers[0].action == Marker.DELETEALL
+    tris = markers.markers[1:]
+    assert 1 <= len(tris) <= len(objects) + 1
+    for m in tris:
+        assert m.type == Marker.TRIANGLE_LIST and m.header == h
+        assert len(m.points) > 0 and len(m.points) % 3 == 0 and len(m.colors) == len(m.points)
+        assert m.color.a == 1.0 and all(c.a == 1.0 for c in m.colors[:50])
+        cols = np.array([[c.r, c.g, c.b] for c in m.colors])
+        assert np.all((cols >= 0) & (cols <= 1))
+    # Cloud: fields, stamp, instances match the marker ids, points near the true objects.
+    assert cloud.header == h
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "instance"]
+    data = cv.cloud_to_numpy(cloud)
+    ids = sorted({m.id for m in tris})
+    assert sorted(set(data["instance"].tolist())) == ids
+    assert len(data["xyz"]) >= 500 * len(ids)
+    centres = np.array([o.center for o in objects])
+    radii = np.array([o.radius for o in objects])
+    for i in ids:
+        c = data["xyz"][data["instance"] == i].mean(axis=0)
+        d = np.linalg.norm(centres - c, axis=1)
+        j = int(d.argmin())
+        assert d[j] < 2.0 * radii[j] + 0.05, f"instance {i} centroid {c} is {d[j]:.3f} m from the nearest object"
+    # Debug image: rgb8, same header and size.
+    t0 = time.monotonic()
+    while not hs.has_output(h) or (h.stamp.sec, h.stamp.nanosec) not in hs.debug:
+        assert time.monotonic() - t0 < 5.0, "no debug image"
+        time.sleep(0.05)
+    dbg = hs.debug[(h.stamp.sec, h.stamp.nanosec)]
+    assert dbg.encoding == "rgb8" and (dbg.width, dbg.height) == (W, H) and dbg.header == h
+
+
+def test_diagnostics(rig):
+    node, hs = rig
+    t0 = time.monotonic()
+    while True:
+        with hs.lock:
+            last = hs.diag[-1] if hs.diag else None
+        if last is not None:
+            st = last.status[0]
+            kv = {v.key: v.value for v in st.values}
+            if int(kv.get("frames_processed", "0")) >= 1:
+                break
+        assert time.monotonic() - t0 < 5.0, "no diagnostics with a processed frame"
+        time.sleep(0.1)
+    assert st.name == "dibr_perception: pipeline" and st.hardware_id == "cpu"
+    assert kv["device"].startswith("cpu")
+    for key in ("input_rate_hz", "frames_received", "frames_dropped_newer", "frames_dropped_unmatched",
+                "frames_rejected", "latency_predict_p50_ms", "latency_predict_p95_ms", "latency_total_p95_ms",
+                "latency_node_total_p50_ms", "last_error"):
+        assert key in kv, key
+    assert float(kv["latency_node_total_p95_ms"]) >= float(kv["latency_predict_p50_ms"]) > 0
+    assert kv["last_error"].startswith("[/")  # names the topic (the missing CameraInfo before)
+
+
+def _bad_image(h, **over):
+    msg = cv.numpy_to_image(np.zeros((H, W, 3), np.uint8), "rgb8", h)
+    for k, v in over.items():
+        setattr(msg, k, v)
+    return msg
+
+
+BAD_IMAGES = {
+    "unknown encoding": (dict(encoding="yuv422"), "unsupported encoding 'yuv422'"),
+    "step/data mismatch": (dict(data=bytes(W * H * 3 - 7)), "data has 230393 bytes"),
+    "huge header": (dict(width=20000, height=20000, step=60000, data=bytes(100)), "data has 100 bytes"),
+    "zero size": (dict(width=0, height=0, step=0, data=b""), "zero-size image"),
+    "step < row": (dict(step=W * 3 - 1), "step 959 < width"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IMAGES))
+def test_malformed_image(rig, scene, case):
+    node, hs = rig
+    frame, _, K, _ = scene
+    over, needle = BAD_IMAGES[case]
+    if case == "huge header":
+        time.sleep(THROTTLE)  # same problem as the step/data mismatch just before: let the throttle expire
+    start = _mark(node)
+    h_bad = hs.header()
+    hs.send(_bad_image(h_bad, **over), None, cv.make_camera_info(K, W, H, h_bad))
+    text = node.wait_log(needle, start=start)
+    line = next(ln for ln in text.splitlines() if needle in ln)
+    assert "[/image]" in line
+    h = hs.send_frame(frame, K)
+    hs.wait_output(h)
+    assert not hs.has_output(h_bad)
+
+
+def test_bad_input_is_throttled(rig, scene):
+    node, hs = rig
+    frame, _, K, _ = scene
+    start = _mark(node)
+    for _ in range(5):
+        hs.send(_bad_image(hs.header(), encoding="nv12"))
+        time.sleep(0.05)
+    node.wait_log("unsupported encoding 'nv12'", start=start)
+    h = hs.send_frame(frame, K)
+    hs.wait_output(h)
+    assert node.text()[start:].count("unsupported encoding 'nv12'") == 1
+
+
+@pytest.mark.parametrize("kind", ["zero", "nan"])
+def test_invalid_camera_info(rig, scene, kind):
+    node, hs = rig
+    frame, _, K, _ = scene
+    start = _mark(node)
+    bad = K.copy()
+    if kind == "zero":
+        bad[:] = 0
+    else:
+        bad[0, 0] = np.nan
+    h_bad = hs.header()
+    info = cv.make_camera_info(np.eye(3), W, H, h_bad)
+    info.k = bad.reshape(-1).tolist()
+    time.sleep(THROTTLE)  # the "invalid CameraInfo" lines of the previous case have expired
+    hs.send(None, None, info)
+    needle = "all zeros" if kind == "zero" else "NaN"
+    text = node.wait_log(needle, start=start)
+    assert "[/camera_info]" in next(ln for ln in text.splitlines() if needle in ln)
+    hs.send_frame(frame, K, header=h_bad, info=False)
+    text = node.wait_log("last CameraInfo is invalid", start=start)
+    assert "[/camera_info]" in next(ln for ln in text.splitlines() if "last CameraInfo is invalid" in ln)
+    assert not hs.has_output(h_bad)
+    hs.wait_output(hs.send_frame(frame, K))  # a valid CameraInfo heals the node
+
+
+def test_depth_problems(rig, scene):
+    node, hs = rig
+    frame, _, K, _ = scene
+    # Wrong size.
+    start = _mark(node)
+    h_bad = hs.header()
+    small = cv.numpy_to_image(np.ones((H // 2, W // 2), np.float32), "32FC1", h_bad)
+    hs.send(cv.numpy_to_image(frame["rgb"], "rgb8", h_bad), small, cv.make_camera_info(K, W, H, h_bad))
+    text = node.wait_log("but the image is", start=start)
+    assert "[/depth]" in next(ln for ln in text.splitlines() if "but the image is" in ln)
+    # No valid pixel at all.
+    start = _mark(node)
+    h_bad2 = hs.header()
+    hs.send_frame({"rgb": frame["rgb"], "depth": np.zeros((H, W), np.float32)}, K, header=h_bad2)
+    text = node.wait_log("no valid pixel", start=start)
+    assert "[/depth]" in next(ln for ln in text.splitlines() if "no valid pixel" in ln)
+    # Wrong encoding on the depth topic.
+    start = _mark(node)
+    h_bad3 = hs.header()
+    hs.send(cv.numpy_to_image(frame["rgb"], "rgb8", h_bad3), cv.numpy_to_image(frame["rgb"], "rgb8", h_bad3),
+            cv.make_camera_info(K, W, H, h_bad3))
+    text = node.wait_log("not accepted here", start=start)
+    assert "[/depth]" in next(ln for ln in text.splitlines() if "not accepted here" in ln)
+    # NaN / inf / negative / zero patches: the frame is still processed.
+    d = frame["depth"].copy()
+    d[:20] = np.nan
+    d[20:40] = np.inf
+    d[40:60] = -1.0
+    d[60:80] = 0.0
+    h = hs.send_frame({"rgb": frame["rgb"], "depth": d}, K)
+    hs.wait_output(h)
+    for hb in (h_bad, h_bad2, h_bad3):
+        assert not hs.has_output(hb)
+
+
+def test_big_endian_16uc1_depth(rig, scene):
+    node, hs = rig
+    frame, objects, K, _ = scene
+    h = hs.send_frame(frame, K, depth_encoding="16UC1", big_endian=True)
+    _, cloud = hs.wait_output(h)
+    xyz = cv.cloud_to_numpy(cloud)["xyz"]
+    assert len(xyz) > 0
+    # Metric placement survived the byte swap: the cloud sits at the objects' depth, not 256x off.
+    zc = np.array([o.center[2] for o in objects])
+    assert zc.min() - 0.3 < np.median(xyz[:, 2]) < zc.max() + 0.3
+
+
+def test_out_of_order_stamps(rig, scene):
+    node, hs = rig
+    frame, _, K, _ = scene
+    h_new = hs.send_frame(frame, K)
+    hs.wait_output(h_new)
+    start = _mark(node)
+    h_old = hs.header(stamp=hs.stamp - 0.5)
+    hs.send_frame(frame, K, header=h_old)
+    text = node.wait_log("out-of-order", start=start)
+    assert "[/image]" in next(ln for ln in text.splitlines() if "out-of-order" in ln)
+    hs.wait_output(hs.send_frame(frame, K))
+    assert not hs.has_output(h_old)
+
+
+def test_empty_scene_and_object_filling_the_frame(rig, scene):
+    node, hs = rig
+    _, _, K, plane = scene
+    empty = render_scene([], K, W, H, plane=plane)
+    markers, cloud = hs.wait_output(hs.send_frame(empty, K))
+    assert [m.action for m in markers.markers] == [Marker.DELETEALL]
+    assert cloud.width == 0 and len(cloud.data) == 0 and len(cloud.fields) == 5
+    big = render_scene([SceneObject("sphere", np.array([0.0, 0.0, 0.5]), np.float64(0.45))], K, W, H,
+                       plane=table_plane())
+    h = hs.send_frame(big, K)
+    # Whatever the segmenter makes of it, the node answers (or skips with a log) and stays alive.
+    t0 = time.monotonic()
+    while not hs.has_output(h) and time.monotonic() - t0 < WAIT:
+        time.sleep(0.05)
+    markers, _ = hs.wait_output(hs.send_frame(render_scene([], K, W, H, plane=plane), K))
+    assert markers.markers[0].action == Marker.DELETEALL
+
+
+def test_newest_frame_wins_and_drops_are_counted(rig, scene):
+    node, hs = rig
+    frame, _, K, _ = scene
+    headers = []
+    for _ in range(6):
+        headers.append(hs.send_frame(frame, K))
+        time.sleep(0.01)
+    hs.wait_output(headers[-1])
+    time.sleep(0.5)
+    done = [h for h in headers if hs.has_output(h)]
+    assert len(done) < len(headers)
+    t0 = time.monotonic()
+    while True:
+        with hs.lock:
+            kv = {v.key: v.value for v in hs.diag[-1].status[0].values}
+        if int(kv["frames_dropped_newer"]) >= 1:
+            break
+        assert time.monotonic() - t0 < 3.0, kv
+        time.sleep(0.1)
+
+
+def test_sigint_with_frame_in_flight(rig, scene):
+    node, hs = rig
+    frame, _, K, _ = scene
+    start = _mark(node)
+    hs.send_frame(frame, K)
+    time.sleep(0.3)  # the frame is in the worker now (CPU inference takes longer)
+    node.proc.send_signal(signal.SIGINT)
+    assert node.proc.wait(15) == 0
+    assert "Traceback" not in node.text()[start:]
