@@ -158,7 +158,7 @@ def evaluate(method, items, n_inputs: int = 4, n_points: int = 10000, n_iou_poin
             m = mesh_metrics((pv, pf), gt, n_points=n_points, seed=seed, n_iou_points=n_iou_points)
             m["chamfer_l1_mm"] = m["chamfer_l1"] * float(item["scale_m"]) * 1000.0
             if silhouettes and pf is not None:
-                sil = silhouette_iou((pv, pf), gt, (r["R_rel"], r["eye_rel"]), size=r["mask"].shape[-1])
+                sil = silhouette_iou((pv, pf), r["mask"], (r["R_rel"], r["eye_rel"]), size=r["mask"].shape[-1])
                 m["sil_iou_input"] = float(sil[0])
                 m["sil_iou_novel"] = float(np.nanmean(sil[1:])) if len(sil) > 1 else math.nan
             else:

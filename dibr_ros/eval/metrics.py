@@ -74,33 +74,52 @@ def distance_to_shape(points: np.ndarray, vertices: np.ndarray, faces: np.ndarra
     return d.numpy().astype(np.float64)
 
 
-def inside_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Robust inside test (P,) bool for meshes that are unions of closed parts, possibly with small holes.
-
-    For every connected part and each of 5 fixed ray directions the crossings of the part are counted
-    (ray parity); a point is inside a part when most of the 5 rays say so, and inside the mesh when it is
-    inside any part. Overlapping parts (pybullet_data's convex decompositions) and single missing faces
-    therefore do not flip the answer, unlike plain parity over the whole mesh.
-    """
+def _layers(vertices: np.ndarray, faces: np.ndarray) -> list[np.ndarray]:
+    """Face index arrays of groups of connected parts whose bounding boxes are pairwise disjoint."""
     import open3d as o3d
 
     m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                   o3d.utility.Vector3iVector(faces.astype(np.int32)))
     labels = np.asarray(m.cluster_connected_triangles()[0], dtype=np.int64)
     n_parts = int(labels.max()) + 1
-    scene = _scene(vertices, faces)
+    corner = vertices[faces]
+    lo = np.full((n_parts, 3), np.inf)
+    hi = np.full((n_parts, 3), -np.inf)
+    np.minimum.at(lo, labels, corner.min(1))
+    np.maximum.at(hi, labels, corner.max(1))
+    groups: list[list[int]] = []
+    for p in np.argsort(-(hi - lo).prod(1)):
+        for g in groups:
+            if all((lo[p] > hi[q]).any() or (hi[p] < lo[q]).any() for q in g):
+                g.append(int(p))
+                break
+        else:
+            groups.append([int(p)])
+    return [np.nonzero(np.isin(labels, g))[0] for g in groups]
+
+
+def inside_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Robust inside test (P,) bool for meshes that are unions of closed parts, possibly with small holes.
+
+    For every connected part and each of 5 fixed ray directions the crossings of the part are counted
+    (ray parity); a point is inside a part when most of the 5 rays say so, and inside the mesh when it is
+    inside any part. Overlapping parts (pybullet_data's convex decompositions, even with coplanar faces)
+    and single missing faces therefore do not flip the answer, unlike plain parity over the whole mesh.
+    Parts with disjoint bounding boxes share one ray-casting scene (their parities simply add up).
+    """
+    import open3d as o3d
+
     p = points.astype(np.float32)
     k = len(_RAY_DIRS)
-    votes = np.zeros((len(p), n_parts), dtype=np.int32)
-    for d in _RAY_DIRS.astype(np.float32):
-        rays = np.concatenate([p, np.broadcast_to(d, p.shape)], 1)
-        hit = scene.list_intersections(o3d.core.Tensor(rays))
-        splits = hit["ray_splits"].numpy().astype(np.int64)
-        prim = hit["primitive_ids"].numpy().astype(np.int64)
-        ray = np.repeat(np.arange(len(p)), np.diff(splits))
-        counts = np.bincount(ray * n_parts + labels[prim], minlength=len(p) * n_parts).reshape(len(p), n_parts)
-        votes += counts % 2
-    return (votes * 2 > k).any(1)
+    inside = np.zeros(len(p), dtype=bool)
+    for layer in _layers(vertices, faces):
+        scene = _scene(vertices, faces[layer])
+        votes = np.zeros(len(p), dtype=np.int32)
+        for d in _RAY_DIRS.astype(np.float32):
+            rays = np.concatenate([p, np.broadcast_to(d, p.shape)], 1)
+            votes += scene.count_intersections(o3d.core.Tensor(rays)).numpy().astype(np.int32) % 2
+        inside |= votes * 2 > k
+    return inside
 
 
 def iou_3d(pred_v, pred_f, gt_v, gt_f, n_points: int = 100000, rng: np.random.Generator | None = None) -> float:
@@ -165,10 +184,12 @@ def silhouette_iou(pred, gt, cameras, size: int = 128, fovy: float = math.radian
                    backend: str = "auto") -> np.ndarray:
     """IoU of the hard silhouettes of ``pred`` and ``gt`` rendered with our rasterizer from each camera.
 
-    Both meshes are drawn double-sided, so winding does not matter.
+    Meshes are drawn double-sided, so winding does not matter.
 
     Args:
-        pred, gt: ``(vertices (V,3), faces (F,3))`` in the frame of the cameras (a point-cloud pred gives NaN).
+        pred: ``(vertices (V,3), faces (F,3))`` in the frame of the cameras (a point-cloud pred gives NaN).
+        gt: a mesh like ``pred``, or its already rendered hard masks (N,size,size) (e.g. the sample's own
+            ``mask``, saving a render).
         cameras: ``(R (N,3,3), eye (N,3))`` world->camera (OpenGL) rotations and centres, e.g. the
             ``R_rel``/``eye_rel`` of a sample (cameras in the input view's frame).
         size: image side in pixels; fovy: vertical field of view in radians.
@@ -184,17 +205,26 @@ def silhouette_iou(pred, gt, cameras, size: int = 128, fovy: float = math.radian
     if R.ndim != 3 or R.shape[1:] != (3, 3) or eye.shape != (R.shape[0], 3):
         raise ValueError("cameras must be (R (N,3,3), eye (N,3))")
     pv, pf = _as_shape(pred, "pred")
-    gv, gf = _as_shape(gt, "gt")
     n = R.shape[0]
+    shapes = [(pv, pf)]
+    gt_masks = None
+    if isinstance(gt, (tuple, list)):
+        shapes.append(_as_shape(gt, "gt"))
+    else:
+        gt_masks = np.asarray(gt.detach().cpu() if hasattr(gt, "detach") else gt) > 0.5
+        if gt_masks.shape != (n, size, size):
+            raise ValueError(f"gt masks must have shape {(n, size, size)}, got {gt_masks.shape}")
     if pf is None:
         return np.full(n, np.nan)
     masks = []
-    for v, f in ((pv, pf), (gv, gf)):
+    for v, f in shapes:
         vt = torch.as_tensor(v, dtype=torch.float32)[None].expand(n, -1, -1)
         ft = torch.as_tensor(f)[None].expand(n, -1, -1)
         out = render_batch(vt, ft, torch.full((n,), len(f)), torch.ones_like(vt), R, eye, None, size,
                            fovy=fovy, backend=backend, double_sided=True)
         masks.append(out["mask"].numpy() > 0.5)
+    if gt_masks is not None:
+        masks.append(gt_masks)
     inter = (masks[0] & masks[1]).sum((1, 2))
     union = (masks[0] | masks[1]).sum((1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
