@@ -1,0 +1,424 @@
+"""Per-frame perception without ROS: segment -> crop -> one batched prediction -> place -> sample."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .crops import Crop, make_crops, stack_crops
+from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, project
+from .placement import Placement, place_mesh
+from .pointcloud import merge_clouds, sample_surface
+from .segmentation import SEGMENTATION_MODES, Detection, segment_color, segment_depth, segment_labels
+
+DEBUG_RENDERERS = ("auto", "dibr", "opencv")
+
+
+@dataclass
+class PipelineConfig:
+    """Perception parameters (units in brackets). The ROS node maps its parameters onto these names.
+
+    Segmentation:
+        segmentation: "auto" (labels if given, else depth if >= 10 % of it is valid, else colour), "depth",
+            "color" or "labels".
+        depth_stride [px]: subsampling for plane fit and clustering.
+        plane_distance [m]: RANSAC inlier distance. min_height [m]: points nearer the plane are table.
+        cluster_distance [m]: depth jump separating objects. max_depth [m]: farther depth is ignored.
+        min_object_size, max_object_size [m]: bounds on an object's observed 3D extent (depth mode).
+        min_object_pixels [px]: minimum mask area. max_objects: keep the largest this many.
+        color_threshold [Lab distance], color_stride [px], max_area_fraction: colour segmenter.
+    Crops:
+        crop_size [px]: side of the square network input; 0 = the predictor's ``input_size`` (64 if none).
+        crop_padding: margin per side, fraction of the longer box side.
+    Placement:
+        default_distance [m]: RGB-only assumption, camera-to-object-centre distance.
+        default_object_size [m]: RGB-only assumption, object bounding-sphere diameter; 0 = use
+            default_distance instead.
+        min_depth_points: fewer valid depth pixels on an object -> RGB-only placement for it.
+    Point clouds:
+        points_per_object: samples of each completed surface. add_observed_points: also add the object's
+        depth points, at most max_observed_points of them (uniformly subsampled). seed: sampling seed.
+    Debug:
+        debug_image: build the overlay. debug_renderer: "auto" (DIB-R renderer when importable, else
+        OpenCV), "dibr" or "opencv". debug_scale: the DIB-R overlay is rendered at this fraction of the
+        image size and upsampled (CPU rasterisation cost grows with the pixel count).
+    """
+
+    segmentation: str = "auto"
+    depth_stride: int = 4
+    plane_distance: float = 0.01
+    min_height: float = 0.01
+    cluster_distance: float = 0.02
+    max_depth: float = 10.0
+    min_object_size: float = 0.02
+    max_object_size: float = 0.6
+    min_object_pixels: int = 100
+    max_objects: int = 10
+    color_threshold: float = 18.0
+    color_stride: int = 2
+    max_area_fraction: float = 0.8
+    crop_size: int = 0
+    crop_padding: float = 0.15
+    default_distance: float = 1.0
+    default_object_size: float = 0.0
+    min_depth_points: int = 20
+    points_per_object: int = 2048
+    add_observed_points: bool = False
+    max_observed_points: int = 2048
+    seed: int = 0
+    debug_image: bool = True
+    debug_renderer: str = "auto"
+    debug_scale: float = 0.5
+
+    def __post_init__(self):
+        if self.segmentation not in SEGMENTATION_MODES:
+            raise ValueError(f"segmentation must be one of {SEGMENTATION_MODES}, got {self.segmentation!r}")
+        if self.debug_renderer not in DEBUG_RENDERERS:
+            raise ValueError(f"debug_renderer must be one of {DEBUG_RENDERERS}, got {self.debug_renderer!r}")
+        positive = ("depth_stride", "plane_distance", "cluster_distance", "max_depth", "max_object_size",
+                    "max_objects", "color_threshold", "color_stride", "default_distance")
+        non_negative = ("min_height", "min_object_size", "min_object_pixels", "crop_size", "crop_padding",
+                        "default_object_size", "min_depth_points", "points_per_object", "max_observed_points")
+        for name in positive + non_negative:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if (name in positive and value <= 0) or value < 0:
+                raise ValueError(f"{name} must be {'> 0' if name in positive else '>= 0'}, got {value}")
+        if not 0 < self.debug_scale <= 1:
+            raise ValueError(f"debug_scale must be in (0, 1], got {self.debug_scale}")
+        if not 0 < self.max_area_fraction <= 1:
+            raise ValueError(f"max_area_fraction must be in (0, 1], got {self.max_area_fraction}")
+        if self.min_object_size > self.max_object_size:
+            raise ValueError("min_object_size exceeds max_object_size")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PipelineConfig:
+        """Build from a dict; unknown keys raise ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown pipeline parameters: {unknown}")
+        return cls(**values)
+
+
+@dataclass
+class ObjectResult:
+    """One reconstructed object in the camera optical frame (metres).
+
+    Attributes:
+        vertices (V, 3) float32, faces (F, 3) int64, colors (V, 3) float32 [0, 1]: placed mesh.
+        points (P, 3) float32, point_colors (P, 3) float32 [0, 1]: surface samples (+ observed points).
+        detection: the :class:`Detection`; instance: point-cloud instance id (= detection.label).
+        scale_m: metres per view-frame unit (bounding-sphere radius of a normalised prediction).
+        center (3,) float64: object centre. placement: the full :class:`Placement`. crop: the :class:`Crop`.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    colors: np.ndarray
+    points: np.ndarray
+    point_colors: np.ndarray
+    detection: Detection
+    scale_m: float
+    center: np.ndarray
+    placement: Placement
+    crop: Crop
+
+    @property
+    def instance(self) -> int:
+        return int(self.detection.label)
+
+
+@dataclass
+class FrameResult:
+    """Result of :meth:`PerceptionPipeline.process`.
+
+    Attributes:
+        objects: list of :class:`ObjectResult`.
+        timings: ms per stage: segment, crop, predict, place, sample, debug, total.
+        debug_image: (H, W, 3) uint8 overlay or None.
+        segmentation: the segmentation mode used ("depth", "color" or "labels").
+        warnings: objects dropped and why (one line each).
+    """
+
+    objects: list
+    timings: dict
+    debug_image: np.ndarray | None = None
+    segmentation: str = ""
+    warnings: list = field(default_factory=list)
+
+    def cloud(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All objects' points merged: xyz (N, 3) float32, rgb (N, 3) float32 [0, 1], instance (N,) int32."""
+        return merge_clouds((o.points, o.point_colors, o.instance) for o in self.objects)
+
+
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _palette(i: int) -> tuple[int, int, int]:
+    hue = (i * 0.618033988749895) % 1.0
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+class PerceptionPipeline:
+    """Segment objects, predict their meshes in one batch, place them metrically and sample clouds.
+
+    Args:
+        predictor: object with ``predict(rgb (N, S, S, 3) uint8, mask (N, S, S) bool)`` returning
+            ``.vertices (N, V, 3)``, ``.faces (F, 3)``, ``.colors (N, V, 3)`` (torch or numpy), e.g.
+            ``dibr_ros.model.Predictor``; ``input_size`` is used when ``crop_size`` is 0.
+        config: :class:`PipelineConfig`, a dict of its fields, or None for defaults.
+    """
+
+    def __init__(self, predictor, config: PipelineConfig | dict | None = None):
+        if config is None:
+            config = PipelineConfig()
+        elif isinstance(config, dict):
+            config = PipelineConfig.from_dict(config)
+        elif not isinstance(config, PipelineConfig):
+            raise TypeError(f"config must be a PipelineConfig, dict or None, got {type(config).__name__}")
+        if not callable(getattr(predictor, "predict", None)):
+            raise TypeError("predictor must have a predict(rgb, mask) method")
+        self.predictor = predictor
+        self.config = config
+        size = config.crop_size or int(getattr(predictor, "input_size", 0) or 64)
+        self.crop_size = size
+        self._dibr_failed = config.debug_renderer == "opencv"
+
+    @property
+    def rgb_assumption(self) -> str:
+        """One line describing how objects without depth are placed (for the node to log once)."""
+        c = self.config
+        if c.default_object_size > 0:
+            return f"objects without depth are assumed to be {c.default_object_size:g} m across"
+        return f"objects without depth are assumed to be {c.default_distance:g} m from the camera"
+
+    def _segment(self, rgb, K, depth, labels):
+        c = self.config
+        mode = c.segmentation
+        if mode == "auto":
+            if labels is not None:
+                mode = "labels"
+            elif depth is not None and np.count_nonzero(depth) >= 0.1 * depth.size:
+                mode = "depth"
+            else:
+                mode = "color"
+        if mode == "labels":
+            if labels is None:
+                raise ValueError("segmentation 'labels' needs a label map")
+            dets = segment_labels(labels, min_pixels=c.min_object_pixels, max_objects=c.max_objects,
+                                  depth=depth, K=K)
+        elif mode == "depth":
+            if depth is None:
+                raise ValueError("segmentation 'depth' needs a depth image")
+            dets = segment_depth(depth, K, stride=c.depth_stride, plane_distance=c.plane_distance,
+                                 min_height=c.min_height, cluster_distance=c.cluster_distance,
+                                 min_object_size=c.min_object_size, max_object_size=c.max_object_size,
+                                 min_pixels=c.min_object_pixels, max_objects=c.max_objects,
+                                 max_depth=c.max_depth)
+        else:
+            dets = segment_color(rgb, stride=c.color_stride, color_threshold=c.color_threshold,
+                                 min_pixels=c.min_object_pixels, max_area_fraction=c.max_area_fraction,
+                                 max_objects=c.max_objects, depth=depth, K=K)
+        return mode, dets
+
+    def process(self, rgb, K, depth=None, labels=None) -> FrameResult:
+        """Run the pipeline on one frame.
+
+        Args:
+            rgb: (H, W, 3) uint8.
+            K: (3, 3) float intrinsics (pixels), finite, fx, fy > 0.
+            depth: optional (H, W) float metres aligned to ``rgb``; NaN/inf/<= 0 = invalid.
+            labels: optional (H, W) integer instance map, 0 = background.
+        Returns:
+            :class:`FrameResult`.
+        Raises:
+            ValueError: malformed inputs (one-line reason), or a predictor output of the wrong shape.
+        """
+        c = self.config
+        t0 = time.perf_counter()
+        rgb = check_rgb(rgb)
+        K = check_intrinsics(K)
+        H, W = rgb.shape[:2]
+        if depth is not None:
+            depth = check_depth(depth, (H, W))
+        if labels is not None:
+            labels = check_labels(labels, (H, W))
+        timings = dict.fromkeys(("segment", "crop", "predict", "place", "sample", "debug"), 0.0)
+
+        def lap(name, start):
+            now = time.perf_counter()
+            timings[name] = (now - start) * 1e3
+            return now
+
+        mode, dets = self._segment(rgb, K, depth, labels)
+        t = lap("segment", t0)
+        objects, warnings = [], []
+        if dets:
+            crops = make_crops(rgb, dets, self.crop_size, c.crop_padding)
+            batch_rgb, batch_mask = stack_crops(crops)
+            t = lap("crop", t)
+            pred = self.predictor.predict(batch_rgb, batch_mask)
+            verts = _to_numpy(pred.vertices).astype(np.float32)
+            faces = _to_numpy(pred.faces).astype(np.int64)
+            colors = _to_numpy(pred.colors).astype(np.float32)
+            n = len(dets)
+            if verts.ndim != 3 or verts.shape[0] != n or verts.shape[2] != 3 or colors.shape != verts.shape \
+                    or faces.ndim != 2 or faces.shape[1] != 3:
+                raise ValueError(f"predictor returned vertices {verts.shape}, colors {colors.shape}, faces "
+                                 f"{faces.shape} for {n} crops")
+            t = lap("predict", t)
+            objects, warnings, t_place, t_sample = self._place_all(dets, crops, verts, faces, colors, rgb, K)
+            timings["place"], timings["sample"] = t_place, t_sample
+            t = time.perf_counter()
+        debug = None
+        if c.debug_image:
+            debug = self._overlay(rgb, K, dets, objects)
+            t = lap("debug", t)
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        return FrameResult(objects=objects, timings=timings, debug_image=debug, segmentation=mode,
+                           warnings=warnings)
+
+    def _place_all(self, dets, crops, verts, faces, colors, rgb, K):
+        c = self.config
+        objects, warnings = [], []
+        t_place = t_sample = 0.0
+        n_surface = max(c.points_per_object, 2048)
+        for i, (det, crop) in enumerate(zip(dets, crops)):
+            ts = time.perf_counter()
+            try:
+                # Samples in the view frame serve both the front-surface estimate and (scaled) the cloud:
+                # a similarity transform keeps area-weighted samples area-weighted.
+                surf, surf_col = sample_surface(verts[i], faces, n_surface, colors[i], seed=c.seed + i)
+            except ValueError as exc:
+                warnings.append(f"object {det.label}: mesh rejected: {exc}")
+                continue
+            tp = time.perf_counter()
+            t_sample += (tp - ts) * 1e3
+            try:
+                placement = place_mesh(verts[i], K, det.mask, crop.center, det.points, surface_points=surf,
+                                       default_distance=c.default_distance,
+                                       default_object_size=c.default_object_size or None,
+                                       min_points=c.min_depth_points)
+            except ValueError as exc:
+                warnings.append(f"object {det.label}: placement failed: {exc}")
+                continue
+            ts = time.perf_counter()
+            t_place += (ts - tp) * 1e3
+            points = placement.apply(surf[:c.points_per_object])
+            point_colors = surf_col[:c.points_per_object]
+            if c.add_observed_points and det.points is not None and len(det.points):
+                obs, pix = det.points, det.pixels
+                if len(obs) > c.max_observed_points:
+                    keep = np.linspace(0, len(obs) - 1, c.max_observed_points).astype(np.int64)
+                    obs, pix = obs[keep], pix[keep]
+                points = np.concatenate([points, obs.astype(np.float32)])
+                obs_col = rgb[pix[:, 0], pix[:, 1]].astype(np.float32) / 255.0
+                point_colors = np.concatenate([point_colors, obs_col])
+            objects.append(ObjectResult(
+                vertices=placement.apply(verts[i]), faces=faces, colors=np.clip(colors[i], 0.0, 1.0),
+                points=points, point_colors=point_colors, detection=det, scale_m=placement.scale,
+                center=placement.center, placement=placement, crop=crop))
+            t_sample += (time.perf_counter() - ts) * 1e3
+        return objects, warnings, t_place, t_sample
+
+    def _overlay(self, rgb, K, dets, objects) -> np.ndarray:
+        """Input with masks tinted, boxes drawn and the placed meshes rendered over it."""
+        import cv2
+
+        out = rgb.astype(np.float32)
+        for i, det in enumerate(dets):
+            m = det.mask
+            out[m] = 0.6 * out[m] + 0.4 * np.array(_palette(i), np.float32)
+        out = out.astype(np.uint8)
+        if objects:
+            layer, alpha = None, None
+            if not self._dibr_failed:
+                try:
+                    layer, alpha = self._render_dibr(K, objects, rgb.shape[0], rgb.shape[1],
+                                                     self.config.debug_scale)
+                except Exception:  # any renderer failure (build, API, memory): OpenCV from now on
+                    self._dibr_failed = True
+            if layer is None:
+                layer, alpha = self._render_opencv(K, objects, rgb.shape[0], rgb.shape[1])
+            a = 0.7 * alpha[..., None]
+            out = (out * (1 - a) + layer * a).astype(np.uint8)
+        for i, det in enumerate(dets):
+            x0, y0, x1, y1 = det.box
+            cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), _palette(i), 2)
+            cv2.putText(out, str(det.label), (x0 + 2, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        _palette(i), 1, cv2.LINE_AA)
+        return out
+
+    @staticmethod
+    def _render_dibr(K, objects, H, W, scale):
+        import cv2
+        import torch
+
+        from dibr_ros.render.camera import OPENCV_TO_OPENGL
+        from dibr_ros.render.renderer import render_mesh
+
+        offs = np.cumsum([0] + [len(o.vertices) for o in objects[:-1]])
+        v = np.concatenate([o.vertices for o in objects])
+        f = np.concatenate([o.faces + k for o, k in zip(objects, offs)])
+        col = np.concatenate([o.colors for o in objects])
+        R = torch.as_tensor(np.asarray(OPENCV_TO_OPENGL, np.float32)).reshape(1, 3, 3)
+        h, w = max(1, round(H * scale)), max(1, round(W * scale))
+        sx, sy = w / W, h / H
+        # Pixel centres sit at integer coordinates, so the principal point maps as (c + 0.5) * s - 0.5.
+        Ks = np.array([[K[0, 0] * sx, K[0, 1] * sx, (K[0, 2] + 0.5) * sx - 0.5],
+                       [0.0, K[1, 1] * sy, (K[1, 2] + 0.5) * sy - 0.5], [0.0, 0.0, 1.0]], np.float32)
+        with torch.no_grad():
+            out = render_mesh(torch.from_numpy(v)[None], torch.from_numpy(f), torch.from_numpy(col)[None],
+                              R, torch.zeros(1, 3), height=h, width=w, K=torch.from_numpy(Ks)[None],
+                              lighting={"direction": torch.tensor([[0.3, 0.5, 1.0]]), "ambient": 0.35,
+                                        "diffuse": 0.65})
+        layer = (out["rgb"][0].clamp(0, 1) * 255).numpy()
+        alpha = out["mask"][0].numpy()
+        if (h, w) != (H, W):
+            layer = cv2.resize(layer, (W, H), interpolation=cv2.INTER_LINEAR)
+            alpha = cv2.resize(alpha, (W, H), interpolation=cv2.INTER_LINEAR)
+        return layer, alpha
+
+    @staticmethod
+    def _render_opencv(K, objects, H, W):
+        """Flat-shaded front faces, objects far to near; faces of one object grouped by shade level (one
+        fillPoly call per level), so self-occlusion of non-convex shapes is approximate."""
+        import cv2
+
+        layer = np.zeros((H, W, 3), np.uint8)
+        alpha = np.zeros((H, W), np.uint8)
+        for o in sorted(objects, key=lambda o: -float(o.center[2])):
+            v = o.vertices.astype(np.float64)
+            if np.any(v[:, 2] <= 1e-6):
+                continue
+            tri = v[o.faces]
+            normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+            centre = tri.mean(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cos = -(normal * centre).sum(1) / (np.linalg.norm(normal, axis=1) * np.linalg.norm(centre, axis=1))
+            front = cos > 0
+            if not front.any():
+                front = np.isfinite(cos)
+                cos = np.abs(cos)
+            uv = np.round(np.clip(project(K, v), -1e5, 1e5) * 16).astype(np.int32)  # 4 sub-pixel bits
+            shade = np.clip(0.35 + 0.65 * np.nan_to_num(cos), 0, 1)
+            level = np.minimum((shade * 8).astype(np.int64), 7)
+            face_col = o.colors[o.faces].mean(axis=1)
+            for lv in np.unique(level[front]):
+                sel = front & (level == lv)
+                polys = list(uv[o.faces[sel]])
+                colour = np.clip(face_col[sel].mean(axis=0) * (lv + 0.5) / 8 * 255, 0, 255)
+                cv2.fillPoly(layer, polys, tuple(float(x) for x in colour), cv2.LINE_8, 4)
+                cv2.fillPoly(alpha, polys, 255, cv2.LINE_8, 4)
+        return layer.astype(np.float32), alpha.astype(np.float32) / 255.0

@@ -1,0 +1,234 @@
+"""Metric placement of a predicted view-frame mesh in the camera optical frame.
+
+The predictor sees a crop as if the camera looked straight along the crop's central ray, so its view frame
+is the optical frame rotated by ``R = rotation_z_to(K^-1 [u_c, v_c, 1])`` (the smallest rotation taking +z
+to that ray). A placed mesh is ``X = s * R v + t`` with scale ``s`` (metres per view-frame unit, i.e. the
+object's bounding-sphere radius when the prediction is normalised) and centre ``t`` (metres).
+
+``s`` and ``t`` are solved by a fixed-point iteration that makes the projected mesh's bounding box match
+the mask's bounding box (sides touching the image border are not used) and, with depth, makes the
+predicted front surface meet the measured one along the crop ray:
+``median_i(p_i . r) = |t| + s * f``, with ``f`` the median front-surface offset of the prediction along its
+view axis (negative: the front is nearer than the centre). Without depth the missing constraint comes from
+an assumption: the centre lies ``default_distance`` metres along the ray, or, when ``default_object_size``
+is given, the bounding-sphere diameter is that many metres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import check_intrinsics, mask_box, pixel_rays, rotation_z_to
+
+
+@dataclass
+class Placement:
+    """Similarity transform from the view frame to the optical frame: ``X = scale * rotation @ v + center``.
+
+    Attributes:
+        scale: metres per view-frame unit (float).
+        center: (3,) float64 metres, optical frame.
+        rotation: (3, 3) float64 view frame -> optical frame.
+        source: "depth", "distance" or "size": what fixed the distance.
+    """
+
+    scale: float
+    center: np.ndarray
+    rotation: np.ndarray
+    source: str
+
+    def apply(self, vertices) -> np.ndarray:
+        """Place view-frame points (..., 3) -> (..., 3) float32 metres in the optical frame."""
+        v = np.asarray(vertices, dtype=np.float64)
+        return (self.scale * v @ self.rotation.T + self.center).astype(np.float32)
+
+
+def _check_vertices(vertices) -> np.ndarray:
+    try:
+        v = np.asarray(vertices, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"vertices must be a numeric (V, 3) array: {exc}") from None
+    if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] < 1:
+        raise ValueError(f"vertices must have shape (V, 3) with V >= 1, got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("vertices have non-finite values")
+    with np.errstate(over="ignore"):
+        radius = float(np.sqrt((v * v).sum(axis=1)).max())
+        extent = float(np.ptp(v[:, :2], axis=0).max())
+    if not np.isfinite(radius) or radius > 1e30:
+        raise ValueError("vertices are too large")
+    if extent <= 1e-9 * max(radius, 1e-30) or extent < 1e-30:
+        raise ValueError("mesh has no extent across the view axis")
+    return v
+
+
+def front_offset(vertices: np.ndarray, grid: int | None = None) -> float:
+    """Median front-surface offset along +z of a view-frame point set (V, 3), orthographic z-buffer.
+
+    The xy bounding box is split into ``grid`` x ``grid`` cells (default ``clip(sqrt(V / 8), 2, 16)``, so a
+    cell holds front points, not only back ones); the nearest (smallest z) point of each occupied cell is the
+    visible surface there. Returns the median of those z (same unit as ``vertices``).
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    if grid is None:
+        grid = int(np.clip(np.sqrt(len(v) / 8.0), 2, 16))
+    lo = v[:, :2].min(axis=0)
+    span = np.maximum(np.ptp(v[:, :2], axis=0), 1e-300)
+    cell = np.clip(((v[:, :2] - lo) / span * grid).astype(np.int64), 0, grid - 1)
+    key = cell[:, 0] * grid + cell[:, 1]
+    order = np.argsort(v[:, 2], kind="stable")
+    first = np.unique(key[order], return_index=True)[1]  # nearest point of each cell
+    return float(np.median(v[order[first], 2]))
+
+
+def place_mesh(vertices, K, mask, crop_center=None, points=None, *, surface_points=None,
+               default_distance: float = 1.0, default_object_size: float | None = None,
+               min_points: int = 10, iterations: int = 12) -> Placement:
+    """Scale and position a view-frame mesh so it matches an object's mask and depth.
+
+    Args:
+        vertices: (V, 3) view-frame mesh (x right, y down, z forward; origin at the object centre).
+        K: (3, 3) intrinsics.
+        mask: (H, W) bool object mask in the full image (non-empty).
+        crop_center: (2,) pixel (u, v) of the crop centre the predictor saw; default: mask box centre.
+        points: optional (N, 3) optical-frame observed surface points (metres) of this object; rows with
+            non-finite values or z <= 0 are ignored; fewer than ``min_points`` valid rows = no depth.
+        surface_points: optional (P, 3) view-frame samples of the predicted surface for the front-surface
+            estimate (default: ``vertices``).
+        default_distance: RGB-only assumption, distance (m) from the camera to the object centre.
+        default_object_size: RGB-only assumption, bounding-sphere diameter (m); overrides default_distance.
+        iterations: fixed-point iterations (each is O(V)).
+    Returns:
+        :class:`Placement`.
+    Raises:
+        ValueError: malformed arguments, empty mask, degenerate mesh, or a non-finite solution.
+    """
+    v = _check_vertices(vertices)
+    K = check_intrinsics(K)
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.dtype != np.bool_:
+        raise ValueError(f"mask must be an (H, W) bool array, got {mask.dtype} {mask.shape}")
+    box = mask_box(mask)
+    if box is None:
+        raise ValueError("mask is empty")
+    if not (np.isfinite(default_distance) and default_distance > 0):
+        raise ValueError(f"default_distance must be finite and > 0, got {default_distance}")
+    if default_object_size is not None and not (np.isfinite(default_object_size) and default_object_size > 0):
+        raise ValueError(f"default_object_size must be finite and > 0, got {default_object_size}")
+    H, W = mask.shape
+    x0, y0, x1, y1 = box
+    # Continuous extent of the mask (pixel edges) and which sides are free of the image border.
+    edges = np.array([x0 - 0.5, x1 - 0.5, y0 - 0.5, y1 - 0.5])
+    free = np.array([x0 > 0, x1 < W, y0 > 0, y1 < H])
+    if crop_center is None:
+        crop_center = ((x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0)
+    crop_center = np.asarray(crop_center, dtype=np.float64)
+    if crop_center.shape != (2,) or not np.all(np.isfinite(crop_center)):
+        raise ValueError(f"crop_center must be a finite (2,) pixel, got {crop_center}")
+
+    ray = pixel_rays(K, crop_center)
+    R = rotation_z_to(ray)
+    # Work with a unit-radius mesh; the caller's units are restored in the returned scale.
+    radius = float(np.sqrt((v * v).sum(axis=1)).max())
+    vu = v / radius
+    vr = vu @ R.T
+
+    obs = None
+    if points is not None:
+        p = np.asarray(points, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != 3:
+            raise ValueError(f"points must have shape (N, 3), got {p.shape}")
+        with np.errstate(invalid="ignore"):
+            p = p[np.all(np.isfinite(p), axis=1) & (p[:, 2] > 0)] if len(p) else p
+        if len(p) >= max(1, min_points):
+            obs = p
+    with np.errstate(all="ignore"):
+        return _solve(v, vu, vr, R, ray, K, edges, free, obs, surface_points, radius,
+                      default_distance, default_object_size, iterations)
+
+
+def _solve(v, vu, vr, R, ray, K, edges, free, obs, surface_points, radius, default_distance,
+           default_object_size, iterations) -> Placement:
+    d = ray / np.linalg.norm(ray)
+    fx, fy = K[0, 0], K[1, 1]
+    ext_px = np.array([edges[1] - edges[0], edges[3] - edges[2]])
+    free_axis = np.array([free[0] and free[1], free[2] and free[3]])
+
+    if obs is not None:
+        source = "depth"
+        along = float(np.median(obs @ d))
+        sp = vu if surface_points is None else np.asarray(surface_points, dtype=np.float64) / radius
+        if sp.ndim != 2 or sp.shape[1] != 3 or len(sp) == 0 or not np.all(np.isfinite(sp)):
+            raise ValueError("surface_points must be a finite (P, 3) array")
+        f = front_offset(sp)
+        dist = along - f  # refined with s below
+        s = None
+    elif default_object_size is not None:
+        source = "size"
+        s = 0.5 * default_object_size
+        dist = None
+    else:
+        source = "distance"
+        dist = default_distance
+        s = None
+    # Initial guesses from the mask extent: an angular half-size of e pixels / f at distance D.
+    half_ang = 0.5 * max(ext_px[0] / fx, ext_px[1] / fy)
+    if dist is None:
+        dist = s / max(np.tan(min(half_ang, 1.4)), 1e-12)
+    if s is None:
+        s = dist * np.tan(min(half_ang, 1.4))
+        if obs is not None:
+            s = max(s, 1e-6 * along)
+            dist = along - s * f
+    direction = d
+    if not free_axis.any() and obs is not None and source == "depth":
+        # Truncated on both axes: the mask extent says nothing about size; use the observed spread.
+        s = 0.5 * float(np.linalg.norm(np.ptp(obs, axis=0)))
+        dist = along - s * f
+
+    def clamp(s, dist, direction):
+        # Keep the whole (unit-radius) mesh in front of the camera.
+        if source == "size":
+            return s, max(dist, 1.05 * s / direction[2])
+        return min(s, dist * direction[2] / 1.05), dist
+
+    for _ in range(max(1, int(iterations))):
+        s, dist = clamp(s, dist, direction)
+        t = dist * direction
+        X = s * vr + t
+        uv = (X @ K.T)[:, :2] / X[:, 2:3]
+        lo, hi = uv.min(axis=0), uv.max(axis=0)
+        proj_ext = hi - lo
+        ratios = [ext_px[a] / proj_ext[a] for a in range(2) if free_axis[a] and proj_ext[a] > 0]
+        ratio = float(np.exp(np.mean(np.log(ratios)))) if ratios else 1.0
+        if source == "size":
+            dist = dist / ratio
+        else:
+            s = s * ratio
+            if source == "depth":
+                dist = (along - s * f) / float(direction @ d)
+        # Shift the centre's image so the projected box sits where the mask's box is (free sides only).
+        ct = (t @ K.T)[:2] / t[2]
+        shift = np.zeros(2)
+        for a, (e0, e1, f0, f1) in enumerate(((0, 1, free[0], free[1]), (2, 3, free[2], free[3]))):
+            p0, p1 = (lo[a], hi[a])
+            if f0 and f1:
+                shift[a] = 0.5 * (edges[e0] + edges[e1]) - 0.5 * (p0 + p1)
+            elif f0:
+                shift[a] = edges[e0] - p0
+            elif f1:
+                shift[a] = edges[e1] - p1
+        target = pixel_rays(K, ct + shift)
+        direction = target / np.linalg.norm(target)
+        if source == "depth":
+            dist = (along - s * f) / float(direction @ d)
+        if abs(ratio - 1.0) < 1e-4 and np.abs(shift).max() < 1e-3:
+            break
+    s, dist = clamp(s, dist, direction)
+    center = dist * direction
+    scale = s / radius
+    if not (np.isfinite(scale) and scale > 0 and np.all(np.isfinite(center))):
+        raise ValueError("placement has no finite solution for this mesh, mask and camera")
+    return Placement(scale=float(scale), center=center, rotation=R, source=source)

@@ -1,0 +1,104 @@
+"""Surface point clouds of placed meshes for grasp planners."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check_mesh(vertices, faces, colors):
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = np.asarray(vertices, dtype=np.float32)
+        f = np.asarray(faces)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"vertices/faces must be numeric arrays: {exc}") from None
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must have shape (V, 3), got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("vertices have non-finite values (or exceed float32)")
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
+    if f.size and not np.issubdtype(f.dtype, np.integer):
+        raise ValueError(f"faces must be integer indices, got {f.dtype}")
+    f = f.astype(np.int64)
+    if f.size and (f.min() < 0 or f.max() >= len(v)):
+        raise ValueError(f"face indices must lie in [0, {len(v)})")
+    if colors is not None:
+        try:
+            c = np.asarray(colors, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"colors must be numeric: {exc}") from None
+        if c.shape != v.shape:
+            raise ValueError(f"colors must have shape {v.shape}, got {c.shape}")
+        colors = np.nan_to_num(np.clip(c, 0.0, 1.0), nan=0.5)
+    return v, f, colors
+
+
+def sample_surface(vertices, faces, n: int, colors=None, seed: int | None = 0):
+    """Area-weighted uniform samples of a triangle mesh surface.
+
+    Faces are drawn with probability proportional to area, points uniformly inside them
+    (``sqrt`` barycentric trick); colours are interpolated barycentrically from vertex colours. A mesh whose
+    total area is zero (or overflows) is sampled at its face corners instead, uniformly.
+
+    Args:
+        vertices: (V, 3) float coordinates.
+        faces: (F, 3) int vertex indices.
+        n: number of points (>= 0).
+        colors: optional (V, 3) vertex colours in [0, 1] (clipped; NaN -> 0.5).
+        seed: random seed (None = nondeterministic).
+    Returns:
+        points (n, 3) float32 and colors (n, 3) float32 (0.5 grey without vertex colours).
+    Raises:
+        ValueError: malformed shapes, non-finite vertices, out-of-range indices, n < 0, or n > 0 with F = 0.
+    """
+    v, f, c = _check_mesh(vertices, faces, colors)
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if n == 0:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
+    if len(f) == 0:
+        raise ValueError("mesh has no faces to sample")
+    rng = np.random.default_rng(seed)
+    a, b, cc = (v[f[:, i]].astype(np.float64) for i in range(3))
+    with np.errstate(over="ignore", invalid="ignore"):
+        area = 0.5 * np.linalg.norm(np.cross(b - a, cc - a), axis=1)
+        total = area.sum()
+    if np.isfinite(total) and total > 0:
+        face = rng.choice(len(f), size=n, p=area / total)
+        r1 = np.sqrt(rng.random(n))
+        r2 = rng.random(n)
+        w = np.stack([1.0 - r1, r1 * (1.0 - r2), r1 * r2], axis=1)
+    else:
+        face = rng.integers(0, len(f), size=n)
+        w = np.eye(3)[rng.integers(0, 3, size=n)]
+    corners = v[f[face]].astype(np.float64)  # (n, 3, 3)
+    points = np.einsum("nk,nkd->nd", w, corners)
+    # Convex combinations of float32 values stay within their range; clip rounding at the float32 limit.
+    points = np.clip(points, v.min(axis=0), v.max(axis=0)).astype(np.float32)
+    if c is None:
+        pc = np.full((n, 3), 0.5, np.float32)
+    else:
+        pc = np.clip(np.einsum("nk,nkd->nd", w, c[f[face]].astype(np.float64)), 0.0, 1.0).astype(np.float32)
+    return points, pc
+
+
+def merge_clouds(parts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenate per-object clouds.
+
+    Args:
+        parts: iterable of (points (P_i, 3), colors (P_i, 3) in [0, 1], instance id int).
+    Returns:
+        xyz (N, 3) float32, rgb (N, 3) float32 in [0, 1], instance (N,) int32.
+    """
+    xyz, rgb, inst = [np.zeros((0, 3), np.float32)], [np.zeros((0, 3), np.float32)], [np.zeros(0, np.int32)]
+    for points, colors, instance in parts:
+        p = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+        c = np.asarray(colors, dtype=np.float32).reshape(-1, 3)
+        if len(p) != len(c):
+            raise ValueError(f"points ({len(p)}) and colors ({len(c)}) differ in length")
+        xyz.append(p)
+        rgb.append(c)
+        inst.append(np.full(len(p), int(instance), np.int32))
+    return np.concatenate(xyz), np.concatenate(rgb), np.concatenate(inst)

@@ -1,0 +1,362 @@
+"""Object segmentation for tabletop scenes: depth (plane + clusters), colour (border model) or labels.
+
+All segmenters return a list of :class:`Detection` sorted by pixel area (largest first), at most
+``max_objects`` long, possibly empty. Boxes are ``(x0, y0, x1, y1)`` integer pixels with x1/y1 exclusive
+(``mask[y0:y1, x0:x1]`` holds the whole object).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import backproject, check_depth, check_intrinsics, check_labels, check_rgb, mask_box, pixel_rays
+
+SEGMENTATION_MODES = ("auto", "depth", "color", "labels")
+
+
+@dataclass
+class Detection:
+    """One segmented object.
+
+    Attributes:
+        label: instance id (> 0): the external label value, else 1..N by decreasing area.
+        box: (x0, y0, x1, y1) int pixels, x1/y1 exclusive.
+        mask: (H, W) bool full-frame mask.
+        score: segmenter confidence in [0, 1] (1.0 for depth and label segmentation).
+        points: (N, 3) float32 optical-frame metres of the mask's valid depth pixels, or None without depth.
+        pixels: (N, 2) int32 (row, col) of those depth pixels, or None without depth.
+    """
+
+    label: int
+    box: tuple[int, int, int, int]
+    mask: np.ndarray
+    score: float
+    points: np.ndarray | None = None
+    pixels: np.ndarray | None = None
+
+
+def _finish(masks_scores_labels, depth, K, max_objects) -> list[Detection]:
+    """Sort by area, cap the count, attach boxes and depth pixels."""
+    items = sorted(masks_scores_labels, key=lambda t: -int(t[0].sum()))[:max_objects]
+    dets = []
+    for i, (mask, score, label) in enumerate(items):
+        box = mask_box(mask)
+        if box is None:
+            continue
+        det = Detection(label=int(label) if label is not None else i + 1, box=box, mask=mask,
+                        score=float(np.clip(score, 0.0, 1.0)))
+        if depth is not None:
+            x0, y0, x1, y1 = box
+            pts, pix = backproject(depth[y0:y1, x0:x1], _shift_K(K, x0, y0), mask[y0:y1, x0:x1])
+            det.points, det.pixels = pts, pix + np.array([y0, x0], np.int32)
+        dets.append(det)
+    return dets
+
+
+def _shift_K(K: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """Intrinsics of the sub-image starting at pixel (x0, y0)."""
+    Ks = K.copy()
+    Ks[0, 2] -= x0
+    Ks[1, 2] -= y0
+    return Ks
+
+
+def _fit_plane(points: np.ndarray, distance: float, iterations: int, min_fraction: float,
+               max_points: int = 3000):
+    """Dominant plane (n, d) with n.p + d = 0, oriented so the camera side is positive; None if weak."""
+    import open3d as o3d
+
+    # RANSAC on at most max_points (a fixed subset: the plane of a tabletop has thousands of support points),
+    # then inliers and a least-squares refit over all points (the 3-point model tilts by up to the threshold).
+    sub = points
+    if len(points) > max_points:
+        sub = points[np.random.default_rng(0).choice(len(points), max_points, replace=False)]
+    o3d.utility.random.seed(0)
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sub.astype(np.float64)))
+    model, _ = pcd.segment_plane(distance_threshold=distance, ransac_n=3, num_iterations=iterations)
+    model = np.asarray(model, dtype=np.float64)
+    inliers = np.abs(points @ model[:3] + model[3]) < distance
+    if inliers.sum() < max(3, min_fraction * len(points)):
+        return None
+    inl = points[inliers].astype(np.float64)
+    centroid = inl.mean(axis=0)
+    _, _, vt = np.linalg.svd(inl - centroid, full_matrices=False)
+    n = vt[2]
+    d = -float(n @ centroid)
+    if not np.all(np.isfinite(n)) or np.linalg.norm(n) == 0:
+        n, d = model[:3], float(model[3])
+    if d < 0:
+        n, d = -n, -d
+    return n, d
+
+
+def _components(valid: np.ndarray, z: np.ndarray, tol: np.ndarray) -> tuple[int, np.ndarray]:
+    """4-connected components of ``valid`` on a grid, cutting edges whose depth jump exceeds ``tol``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    h, w = valid.shape
+    idx = np.full((h, w), -1, dtype=np.int64)
+    n = int(valid.sum())
+    idx[valid] = np.arange(n)
+    rows, cols = [], []
+    for a, b, za, zb, ta in (
+        (idx[:, :-1], idx[:, 1:], z[:, :-1], z[:, 1:], tol[:, :-1]),
+        (idx[:-1, :], idx[1:, :], z[:-1, :], z[1:, :], tol[:-1, :]),
+    ):
+        keep = (a >= 0) & (b >= 0) & (np.abs(za - zb) < ta)
+        rows.append(a[keep])
+        cols.append(b[keep])
+    r = np.concatenate(rows)
+    c = np.concatenate(cols)
+    graph = coo_matrix((np.ones(r.size, dtype=np.int8), (r, c)), shape=(n, n))
+    count, comp = connected_components(graph, directed=False)
+    labels = np.zeros((h, w), dtype=np.int64)
+    labels[valid] = comp + 1
+    return count, labels
+
+
+def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, min_height: float = 0.01,
+                  cluster_distance: float = 0.02, min_object_size: float = 0.02,
+                  max_object_size: float = 0.6, min_pixels: int = 100, max_objects: int = 10,
+                  max_depth: float = 10.0, plane_iterations: int = 200,
+                  min_plane_fraction: float = 0.15) -> list[Detection]:
+    """Tabletop segmentation from depth: dominant plane by RANSAC, points above it clustered.
+
+    The plane and clusters are computed on ``stride`` x ``stride`` blocks (nearest valid depth); clusters
+    are 4-connected neighbourhoods whose depth jump is below ``cluster_distance + 4 * z * stride / fx`` (the
+    second term lets steep surfaces stay connected). Labels are then carried back to full resolution: a
+    full-resolution pixel belongs to object k when it lies above the plane and its low-resolution cell (or a
+    neighbour of it) is k.
+    Without a plane holding ``min_plane_fraction`` of the points, every valid point counts as foreground.
+
+    Args:
+        depth: (H, W) float32 metres (NaN/inf/<= 0 invalid).
+        K: (3, 3) intrinsics.
+        stride: subsampling step (pixels) for plane fitting and clustering.
+        plane_distance: RANSAC inlier distance (m).
+        min_height: points closer to the plane than this (m) are table.
+        cluster_distance: depth jump (m) that separates two objects.
+        min_object_size, max_object_size: bounds (m) on the diagonal of an object's observed 3D bounding box.
+        min_pixels: minimum full-resolution mask area (pixels).
+        max_objects: keep at most this many (largest first).
+        max_depth: ignore depth beyond this (m).
+    Returns:
+        list of :class:`Detection` with ``points``/``pixels`` filled.
+    """
+    import cv2
+
+    K = check_intrinsics(K)
+    depth = check_depth(depth, np.shape(depth)[:2])
+    depth[depth > max_depth] = 0.0
+    stride = max(1, int(stride))
+    H, W = depth.shape
+    # Block minimum of the valid depth: a block is as near as its nearest pixel, so sensor holes and
+    # speckle do not cut objects apart at low resolution.
+    h, w = -(-H // stride), -(-W // stride)
+    blocks = np.full((h * stride, w * stride), np.inf, np.float32)
+    blocks[:H, :W] = np.where(depth > 0, depth, np.inf)
+    small = blocks.reshape(h, stride, w, stride).min(axis=(1, 3))
+    small[~np.isfinite(small)] = 0.0
+    valid_s = small > 0
+    if valid_s.sum() < 50:
+        return []
+    vs, us = np.nonzero(valid_s)
+    half = (stride - 1) / 2.0
+    rays_s = pixel_rays(K, np.stack([us * stride + half, vs * stride + half], axis=-1))
+    pts = rays_s * small[vs, us][:, None].astype(np.float64)
+    plane = _fit_plane(pts, plane_distance, plane_iterations, min_plane_fraction)
+
+    fg_s = np.zeros_like(valid_s)
+    if plane is None:
+        fg_s[vs, us] = True
+    else:
+        n, d = plane
+        fg_s[vs, us] = pts @ n + d > min_height
+    if fg_s.sum() == 0:
+        return []
+    tol = cluster_distance + 4.0 * small * stride / K[0, 0]
+    count, lab_s = _components(fg_s, small, tol)
+
+    # Per-component statistics at low resolution, vectorised.
+    comp = lab_s[vs, us]
+    on = comp > 0
+    comp_on, pts_on = comp[on], pts[on]
+    npix = np.bincount(comp_on, minlength=count + 1)
+    mins = np.full((count + 1, 3), np.inf)
+    maxs = np.full((count + 1, 3), -np.inf)
+    for a in range(3):
+        np.minimum.at(mins[:, a], comp_on, pts_on[:, a])
+        np.maximum.at(maxs[:, a], comp_on, pts_on[:, a])
+    with np.errstate(invalid="ignore"):
+        size = np.linalg.norm(maxs - mins, axis=1)
+    keep = [k for k in range(1, count + 1)
+            if npix[k] * stride * stride >= min_pixels and min_object_size <= size[k] <= max_object_size]
+    keep = sorted(keep, key=lambda k: -npix[k])[:max_objects]
+    if not keep:
+        return []
+
+    # Full resolution, per object region only: a pixel belongs to object j when it lies above the plane
+    # (h = z * (n . K^-1 [u, v, 1]) + d) and its low-resolution cell, or a neighbouring cell, is j.
+    remap = np.zeros(count + 1, dtype=np.uint16)
+    remap[keep] = np.arange(1, len(keep) + 1, dtype=np.uint16)
+    lab_small = remap[lab_s]
+    grown = cv2.dilate(lab_small, np.ones((3, 3), np.uint8)) if stride > 1 else lab_small
+    if plane is not None:
+        n, d = plane
+        ga, gb, gc = (np.linalg.inv(K).T @ n).astype(np.float32)
+    items = []
+    for j, k in enumerate(keep, start=1):
+        rows, cols = np.nonzero(grown == j)
+        ry0, ry1 = rows.min() * stride, min(H, (rows.max() + 1) * stride)
+        rx0, rx1 = cols.min() * stride, min(W, (cols.max() + 1) * stride)
+        sub = depth[ry0:ry1, rx0:rx1]
+        # Upsample by index: full pixel (y, x) lies in low-resolution cell (y // stride, x // stride).
+        yi = np.arange(ry0, ry1) // stride
+        xi = np.arange(rx0, rx1) // stride
+        own = lab_small[np.ix_(yi, xi)]
+        near = grown[np.ix_(yi, xi)]
+        lab = np.where(own > 0, own, near)
+        lo = mins[k, 2] - cluster_distance
+        hi = maxs[k, 2] + cluster_distance
+        m = (lab == j) & (sub >= lo) & (sub <= hi)
+        if plane is not None:
+            g = (ga * np.arange(rx0, rx1, dtype=np.float32))[None, :] + \
+                (gb * np.arange(ry0, ry1, dtype=np.float32))[:, None] + gc
+            m &= sub * g + np.float32(d) > min_height
+        else:
+            m &= sub > 0
+        if m.sum() >= min_pixels:
+            mask = np.zeros((H, W), bool)
+            mask[ry0:ry1, rx0:rx1] = m
+            items.append((mask, 1.0, None))
+    return _finish(items, depth, K, max_objects)
+
+
+def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: float = 18.0,
+                  min_pixels: int = 100, max_area_fraction: float = 0.8, max_objects: int = 10,
+                  depth=None, K=None) -> list[Detection]:
+    """Foreground segmentation on a plain background, from a colour model of the image border.
+
+    The border strip (``border`` pixels of the ``stride``-subsampled image) is clustered into up to three
+    colours in CIE Lab (k-means; clusters holding < 15 % of the strip are taken as objects touching the
+    border and dropped). A pixel is background when its Lab distance (lightness weighted 0.5, so soft
+    shadows stay background) to a kept cluster is below ``max(color_threshold, 3 sigma of that cluster)``.
+    Foreground is opened/closed morphologically and split into 8-connected components.
+
+    Args:
+        rgb: (H, W, 3) uint8.
+        color_threshold: Lab distance separating object from background.
+        min_pixels: minimum full-resolution area; max_area_fraction: maximum area as a fraction of the image.
+        depth, K: optional; when both are given, detections carry their depth points.
+    Returns:
+        list of :class:`Detection`; score = median background distance of the object / (2 * threshold),
+        clipped to [0, 1].
+    """
+    import cv2
+
+    rgb = check_rgb(rgb)
+    H, W = rgb.shape[:2]
+    if depth is not None:
+        depth = check_depth(depth, (H, W))
+        K = check_intrinsics(K)
+    stride = max(1, int(stride))
+    small = rgb[::stride, ::stride] if stride > 1 else rgb
+    h, w = small.shape[:2]
+    b = max(1, min(int(border), h // 2, w // 2))
+    lab = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    ring = np.ones((h, w), bool)
+    ring[b:h - b, b:w - b] = False
+    samples = lab[ring].reshape(-1, 3)
+    weight = np.array([0.5, 1.0, 1.0], np.float32)
+    k = int(min(3, len(samples)))
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    cv2.setRNGSeed(0)
+    _, assign, centres = cv2.kmeans(samples * weight, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    assign = assign.ravel()
+    thresholds = []
+    kept = []
+    for c in range(k):
+        member = samples[assign == c] * weight
+        if len(member) < 0.15 * len(samples):
+            continue
+        spread = float(np.sqrt(((member - centres[c]) ** 2).sum(axis=1).mean()))
+        kept.append(centres[c])
+        thresholds.append(max(color_threshold, 3.0 * spread))
+
+    def background_distance(lab_img):
+        flat = lab_img.reshape(-1, 3) * weight
+        dist = np.full(flat.shape[0], np.inf, np.float32)
+        for centre, thr in zip(kept, thresholds):
+            dist = np.minimum(dist, np.sqrt(((flat - centre) ** 2).sum(axis=1)) / thr)
+        return dist.reshape(lab_img.shape[:2])
+
+    fg_s = (background_distance(lab) >= 1.0).astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    fg_s = cv2.morphologyEx(fg_s, cv2.MORPH_OPEN, kernel)
+    fg_s = cv2.morphologyEx(fg_s, cv2.MORPH_CLOSE, kernel)
+    count, lab_s, stats, _ = cv2.connectedComponentsWithStats(fg_s, connectivity=8)
+    area_full = stats[:, cv2.CC_STAT_AREA] * stride * stride
+    cand = [c for c in range(1, count)
+            if min_pixels <= area_full[c] <= max_area_fraction * H * W]
+    cand = sorted(cand, key=lambda c: -area_full[c])[:max_objects]
+    if not cand:
+        return []
+    remap = np.zeros(count, dtype=np.uint16)
+    remap[cand] = np.arange(1, len(cand) + 1, dtype=np.uint16)
+    lab_small = remap[lab_s]
+    grown = cv2.dilate(lab_small, kernel) if stride > 1 else lab_small
+    items = []
+    for j, c in enumerate(cand, start=1):
+        # Full resolution inside the component's (grown) box: the colour test decides the boundary.
+        x, y, w_c, h_c = stats[c, :4]
+        rx0, ry0 = max(0, (x - 1) * stride), max(0, (y - 1) * stride)
+        rx1, ry1 = min(W, (x + w_c + 1) * stride), min(H, (y + h_c + 1) * stride)
+        yi = np.arange(ry0, ry1) // stride
+        xi = np.arange(rx0, rx1) // stride
+        own = lab_small[np.ix_(yi, xi)]
+        lab = np.where(own > 0, own, grown[np.ix_(yi, xi)])
+        sub = rgb[ry0:ry1, rx0:rx1]
+        dist = background_distance(cv2.cvtColor(sub.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab))
+        m = (lab == j) & (dist >= 1.0) if stride > 1 else lab == j
+        if m.sum() >= min_pixels:
+            mask = np.zeros((H, W), bool)
+            mask[ry0:ry1, rx0:rx1] = m
+            items.append((mask, float(np.median(dist[m])) / 2.0, None))
+    return _finish(items, depth, K, max_objects)
+
+
+def segment_labels(labels, *, min_pixels: int = 100, max_objects: int = 10, depth=None,
+                   K=None) -> list[Detection]:
+    """Objects from an external instance label map: every label value > 0 with >= ``min_pixels`` pixels.
+
+    Thousands of labels cost one counting pass; only the ``max_objects`` largest get masks.
+
+    Args:
+        labels: (H, W) integer map (mono8 / 16UC1 / int32), 0 and negatives = background.
+        depth, K: optional; when both are given, detections carry their depth points.
+    Returns:
+        list of :class:`Detection` whose ``label`` is the label value, score 1.0.
+    """
+    labels = check_labels(labels, np.shape(labels)[:2])
+    H, W = labels.shape
+    if depth is not None:
+        depth = check_depth(depth, (H, W))
+        K = check_intrinsics(K)
+    flat = labels.ravel()
+    pos = flat[flat > 0]
+    if pos.size == 0:
+        return []
+    if int(pos.max()) <= 1 << 20:
+        counts = np.bincount(pos.astype(np.int64))
+        values = np.flatnonzero(counts)
+        counts = counts[values]
+    else:
+        values, counts = np.unique(pos, return_counts=True)
+    ok = counts >= max(1, min_pixels)
+    values, counts = values[ok], counts[ok]
+    order = np.argsort(-counts, kind="stable")[:max_objects]
+    items = [(labels == values[i], 1.0, int(values[i])) for i in order]
+    return _finish(items, depth, K, max_objects)

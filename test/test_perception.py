@@ -1,0 +1,536 @@
+"""dibr_ros.perception: segmentation, crops, placement, point clouds and the per-frame pipeline.
+
+Scenes are ray-cast analytically (dibr_ros.perception.synthetic), so every mask, depth and pose is known.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from dibr_ros.perception import (
+    PerceptionPipeline,
+    PipelineConfig,
+    make_crop,
+    merge_clouds,
+    place_mesh,
+    sample_surface,
+    segment_color,
+    segment_depth,
+    segment_labels,
+    square_box,
+)
+from dibr_ros.perception import synthetic as S
+from dibr_ros.perception.geometry import backproject, pixel_rays, project, rotation_z_to
+
+
+def iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+def match(dets, labels, n):
+    """Best-IoU truth object per detection."""
+    out = []
+    for d in dets:
+        scores = [iou(d.mask, labels == i + 1) for i in range(n)]
+        out.append((int(np.argmax(scores)), max(scores)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return S.tabletop_scene(5, seed=1)
+
+
+@pytest.fixture(scope="module")
+def sphere_scene():
+    return S.tabletop_scene(4, seed=2, kinds=("sphere",))
+
+
+@pytest.fixture(scope="module")
+def empty_scene():
+    K = S.default_intrinsics(320, 240)
+    return S.render_scene([], K, 320, 240, plane=S.table_plane()), K
+
+
+# --- segmentation ---------------------------------------------------------------------------------------
+
+
+def test_depth_segmentation_finds_every_object(scene):
+    frame, objects, K, _ = scene
+    dets = segment_depth(frame["depth"], K)
+    assert len(dets) == len(objects)
+    matched = match(dets, frame["labels"], len(objects))
+    assert sorted(m[0] for m in matched) == list(range(len(objects)))
+    # Only a strip of min_height (1 cm) above the table is lost.
+    assert min(m[1] for m in matched) > 0.85
+    for d, (truth, _) in zip(dets, matched):
+        x0, y0, x1, y1 = d.box
+        assert d.mask.sum() == d.mask[y0:y1, x0:x1].sum()
+        assert d.mask[y0].any() and d.mask[y1 - 1].any() and d.mask[:, x0].any() and d.mask[:, x1 - 1].any()
+        assert len(d.points) == np.count_nonzero(d.mask & (frame["depth"] > 0))
+        np.testing.assert_array_equal(d.mask[d.pixels[:, 0], d.pixels[:, 1]], True)
+        ob = objects[truth]
+        # Observed points lie on the true object: inside its bounding sphere, on its surface for spheres.
+        dist = np.linalg.norm(d.points - ob.center, axis=1)
+        assert dist.max() < ob.radius * 1.02
+        if ob.kind == "sphere":
+            assert np.abs(dist - ob.radius).max() < 0.01 * ob.radius
+    assert [d.label for d in dets] == list(range(1, len(dets) + 1))
+    areas = [d.mask.sum() for d in dets]
+    assert areas == sorted(areas, reverse=True)
+
+
+def test_depth_segmentation_limits(scene):
+    frame, objects, K, _ = scene
+    two = segment_depth(frame["depth"], K, max_objects=2)
+    assert len(two) == 2
+    all_dets = segment_depth(frame["depth"], K)
+    assert [d.mask.sum() for d in two] == [d.mask.sum() for d in all_dets[:2]]
+    sizes = [2 * o.radius for o in objects]
+    # Objects whose observed extent is below min_object_size are dropped.
+    assert segment_depth(frame["depth"], K, min_object_size=max(sizes) * 1.5, max_object_size=5.0) == []
+    assert segment_depth(frame["depth"], K, min_pixels=10**7) == []
+
+
+def test_depth_segmentation_ignores_invalid_depth(scene):
+    frame, objects, K, _ = scene
+    depth = frame["depth"].copy()
+    rng = np.random.default_rng(0)
+    holes = rng.random(depth.shape) < 0.2
+    depth[holes] = np.nan
+    depth[rng.random(depth.shape) < 0.05] = -1.0
+    dets = segment_depth(depth, K)
+    assert len(dets) == len(objects)
+    for d in dets:
+        assert np.all(np.isfinite(d.points)) and np.all(d.points[:, 2] > 0)
+        assert not d.mask[holes].any()
+
+
+def test_color_segmentation_finds_every_object(scene):
+    frame, objects, K, _ = scene
+    dets = segment_color(frame["rgb"])
+    assert len(dets) == len(objects)
+    matched = match(dets, frame["labels"], len(objects))
+    assert sorted(m[0] for m in matched) == list(range(len(objects)))
+    assert min(m[1] for m in matched) > 0.9
+    assert all(0 <= d.score <= 1 and d.points is None for d in dets)
+    with_depth = segment_color(frame["rgb"], depth=frame["depth"], K=K)
+    assert all(len(d.points) == d.mask.sum() for d in with_depth)
+
+
+def test_label_segmentation_keeps_values_and_caps():
+    H, W = 120, 160
+    labels = np.zeros((H, W), np.uint16)
+    labels[10:40, 10:50] = 700   # 1200 px
+    labels[50:70, 60:100] = 3    # 800 px
+    labels[80:90, 10:20] = 65535  # 100 px
+    # Thousands of tiny labels (1 px each) must cost nothing and be ignored.
+    rng = np.random.default_rng(0)
+    ys, xs = rng.integers(95, 120, 3000), rng.integers(30, 160, 3000)
+    labels[ys, xs] = rng.integers(1000, 60000, 3000)
+    dets = segment_labels(labels, min_pixels=50, max_objects=10)
+    assert [d.label for d in dets] == [700, 3, 65535]
+    for d in dets:
+        np.testing.assert_array_equal(d.mask, labels == d.label)
+    assert [d.label for d in segment_labels(labels, min_pixels=50, max_objects=2)] == [700, 3]
+    # Huge label values (int64) take the sorting path.
+    big = labels.astype(np.int64) * (1 << 40)
+    assert [d.label for d in segment_labels(big, min_pixels=50)] == [700 << 40, 3 << 40, 65535 << 40]
+    assert segment_labels(np.zeros((H, W), np.uint8)) == []
+    assert segment_labels(-np.ones((H, W), np.int32)) == []
+
+
+def test_empty_scene_gives_no_objects(empty_scene):
+    frame, K = empty_scene
+    assert segment_depth(frame["depth"], K) == []
+    assert segment_color(frame["rgb"]) == []
+    assert segment_depth(np.zeros((240, 320), np.float32), K) == []
+
+
+def test_object_filling_the_frame_does_not_crash():
+    K = S.default_intrinsics(160, 120)
+    ob = S.SceneObject("sphere", np.array([0.0, 0.0, 0.5]), np.float64(0.45))
+    frame = S.render_scene([ob], K, 160, 120, plane=S.table_plane())
+    assert (frame["labels"] == 1).all()
+    for dets in (segment_depth(frame["depth"], K), segment_color(frame["rgb"]), segment_labels(frame["labels"])):
+        assert isinstance(dets, list)
+    pipe = PerceptionPipeline(S.SpherePredictor(), {"min_object_size": 0.0, "max_object_size": 5.0})
+    result = pipe.process(frame["rgb"], K, depth=frame["depth"], labels=frame["labels"])
+    assert len(result.objects) == 1
+    obj = result.objects[0]
+    assert np.all(np.isfinite(obj.vertices)) and np.all(obj.vertices[:, 2] > 0)
+    assert result.debug_image.shape == (120, 160, 3)
+
+
+# --- crops ----------------------------------------------------------------------------------------------
+
+
+def test_square_box_geometry():
+    x0, y0, x1, y1 = square_box((10, 20, 30, 60), padding=0.25)
+    assert x1 - x0 == y1 - y0 == 60
+    assert (x0 + x1) == 10 + 30 and (y0 + y1) == 20 + 60
+    with pytest.raises(ValueError):
+        square_box((5, 5, 5, 9))
+    with pytest.raises(ValueError):
+        square_box((0, 0, 4, 4), padding=-1)
+
+
+def test_crop_content_and_out_of_image_padding():
+    H, W = 60, 80
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[..., 0] = np.arange(W, dtype=np.uint8)[None, :]
+    mask = np.zeros((H, W), bool)
+    mask[0:20, 60:80] = True  # touches the top-right corner
+    crop = make_crop(rgb, mask, (60, 0, 80, 20), size=40, padding=0.5)
+    assert crop.box == (50, -10, 90, 30)
+    assert crop.rgb.shape == (40, 40, 3) and crop.mask.shape == (40, 40)
+    np.testing.assert_allclose(crop.center, (69.5, 9.5))
+    # Scale 1: the crop is an exact copy; outside the image it is black and not mask.
+    np.testing.assert_array_equal(crop.rgb[10:, :30, 0], rgb[0:30, 50:80, 0])
+    assert (crop.rgb[:10] == 0).all() and (crop.rgb[:, 30:] == 0).all()
+    np.testing.assert_array_equal(crop.mask[10:30, 10:30], True)
+    assert crop.mask.sum() == 400
+    small = make_crop(rgb, mask, (60, 0, 80, 20), size=20, padding=0.5)
+    np.testing.assert_array_equal(small.mask, crop.mask.reshape(20, 2, 20, 2).all(axis=(1, 3)))
+    np.testing.assert_allclose(small.rgb[..., 0], crop.rgb[..., 0].reshape(20, 2, 20, 2).mean(axis=(1, 3)),
+                               atol=0.51)
+
+
+# --- placement ------------------------------------------------------------------------------------------
+
+
+def _render_single(ob, K, W=640, H=480):
+    frame = S.render_scene([ob], K, W, H)
+    mask = frame["labels"] == 1
+    points, _ = backproject(frame["depth"], K, mask)
+    ys, xs = np.nonzero(mask)
+    centre = ((xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2)
+    return mask, points, centre
+
+
+def _tilted(a, b):
+    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    return ry @ rx
+
+
+PLACEMENT_CASES = [
+    S.SceneObject("sphere", np.array([0.0, 0.0, 0.8]), np.float64(0.05)),
+    S.SceneObject("sphere", np.array([0.3, -0.2, 0.8]), np.float64(0.05)),
+    S.SceneObject("box", np.array([0.25, 0.15, 0.9]), np.array([0.05, 0.03, 0.02]), _tilted(0.7, 0.4)),
+    S.SceneObject("box", np.array([-0.3, 0.2, 0.7]), np.array([0.04, 0.06, 0.03]), _tilted(-0.5, 1.0)),
+]
+
+
+@pytest.mark.parametrize("ob", PLACEMENT_CASES, ids=["sphere-axis", "sphere-off", "box-off", "box-off2"])
+def test_placement_recovers_pose_and_scale(ob):
+    K = S.default_intrinsics()
+    mask, points, centre = _render_single(ob, K)
+    # A perfect prediction: the true shape in the crop-ray view frame.
+    verts, faces = S.view_frame_mesh(ob, K, centre)
+    surf, _ = sample_surface(verts, faces, 4096)
+    dist = np.linalg.norm(ob.center)
+    with_depth = place_mesh(verts, K, mask, centre, points, surface_points=surf)
+    assert with_depth.source == "depth"
+    assert abs(with_depth.scale / ob.radius - 1) < 0.03
+    assert np.linalg.norm(with_depth.center - ob.center) < 0.05 * ob.radius
+    placed = with_depth.apply(verts)
+    truth, _ = ob.mesh()
+    assert np.abs(placed - truth).max() < 0.08 * ob.radius
+    by_distance = place_mesh(verts, K, mask, centre, default_distance=dist)
+    assert by_distance.source == "distance"
+    assert abs(by_distance.scale / ob.radius - 1) < 0.03
+    assert np.linalg.norm(by_distance.center - ob.center) < 0.05 * ob.radius
+    by_size = place_mesh(verts, K, mask, centre, default_object_size=2 * ob.radius)
+    assert by_size.source == "size" and by_size.scale == pytest.approx(ob.radius)
+    assert np.linalg.norm(by_size.center - ob.center) < 0.02 * dist
+
+
+def test_placement_uses_the_crop_ray_rotation():
+    K = S.default_intrinsics()
+    ob = PLACEMENT_CASES[2]
+    mask, points, centre = _render_single(ob, K)
+    verts, _ = S.view_frame_mesh(ob, K, centre)
+    p = place_mesh(verts, K, mask, centre, points)
+    ray = pixel_rays(K, np.asarray(centre))
+    np.testing.assert_allclose(p.rotation @ [0, 0, 1], ray / np.linalg.norm(ray), atol=1e-12)
+    np.testing.assert_allclose(p.rotation.T @ p.rotation, np.eye(3), atol=1e-12)
+    assert np.linalg.det(p.rotation) == pytest.approx(1.0)
+
+
+def test_placement_with_truncated_object_uses_depth():
+    K = S.default_intrinsics()
+    ob = S.SceneObject("sphere", np.array([0.45, 0.0, 0.8]), np.float64(0.06))  # cut by the right border
+    mask, points, centre = _render_single(ob, K)
+    assert mask[:, -1].any()
+    verts, faces = S.ico_sphere(3)
+    surf, _ = sample_surface(verts, faces, 4096)
+    p = place_mesh(verts, K, mask, centre, points, surface_points=surf)
+    assert abs(p.scale / ob.radius - 1) < 0.05
+    assert np.linalg.norm(p.center - ob.center) < 0.1 * ob.radius
+
+
+def test_rotation_z_to():
+    for d in ([0, 0, 1], [0.3, -0.2, 1.0], [1, 1, 0.1]):
+        R = rotation_z_to(d)
+        np.testing.assert_allclose(R @ [0, 0, 1], np.asarray(d) / np.linalg.norm(d), atol=1e-12)
+        np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
+    with pytest.raises(ValueError):
+        rotation_z_to([0, 0, 0])
+
+
+def test_placement_rejects_bad_input():
+    K = S.default_intrinsics(64, 48)
+    v, _ = S.ico_sphere(1)
+    mask = np.zeros((48, 64), bool)
+    mask[10:20, 10:20] = True
+    with pytest.raises(ValueError, match="empty"):
+        place_mesh(v, K, np.zeros((48, 64), bool))
+    with pytest.raises(ValueError, match="extent"):
+        place_mesh(np.zeros((5, 3)), K, mask)
+    with pytest.raises(ValueError, match="non-finite"):
+        place_mesh(np.full((5, 3), np.nan), K, mask)
+    with pytest.raises(ValueError, match="focal"):
+        place_mesh(v, np.diag([0.0, 1.0, 1.0]), mask)
+    with pytest.raises(ValueError):
+        place_mesh(v, K, mask.astype(np.uint8))
+    with pytest.raises(ValueError):
+        place_mesh(v, K, mask, points=np.zeros((4, 2)))
+    with pytest.raises(ValueError):
+        place_mesh(v, K, mask, default_distance=-1.0)
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+any_float = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    verts=hnp.arrays(np.float64, st.tuples(st.integers(0, 12), st.sampled_from([2, 3, 4])),
+                     elements=st.one_of(finite, any_float)),
+    mask=hnp.arrays(np.bool_, st.tuples(st.integers(1, 12), st.integers(1, 12))),
+    f=st.one_of(st.floats(1e-3, 1e4), any_float),
+    c=st.floats(-20, 20),
+    points=st.none() | hnp.arrays(np.float64, st.tuples(st.integers(0, 30), st.sampled_from([3, 3, 2])),
+                                  elements=st.one_of(st.floats(0.01, 10), any_float)),
+    size=st.none() | st.floats(1e-4, 10),
+)
+def test_placement_property_only_value_errors(verts, mask, f, c, points, size):
+    K = np.array([[f, 0, c], [0, f, c], [0, 0, 1]])
+    try:
+        p = place_mesh(verts, K, mask, points=points, default_object_size=size)
+    except ValueError:
+        return
+    assert np.isfinite(p.scale) and p.scale > 0
+    assert p.center.shape == (3,) and np.all(np.isfinite(p.center))
+    assert p.rotation.shape == (3, 3)
+    out = p.apply(verts)
+    assert out.shape == verts.shape and out.dtype == np.float32
+
+
+# --- point clouds ---------------------------------------------------------------------------------------
+
+
+def test_sampling_lies_on_surface_and_is_area_weighted():
+    v, f = S.ico_sphere(3)
+    pts, cols = sample_surface(v, f, 5000, colors=np.full_like(v, 0.25), seed=1)
+    assert pts.shape == (5000, 3) and cols.shape == (5000, 3) and pts.dtype == np.float32
+    r = np.linalg.norm(pts, axis=1)
+    assert r.max() <= 1 + 1e-5 and r.min() > 0.98
+    np.testing.assert_allclose(cols, 0.25, atol=1e-6)
+    # A 4 x 2 x 1 box: the share of points per face pair follows the pair's area (4 : 8 : 16).
+    bv, bf = S.box_mesh()
+    bv = bv * np.array([2.0, 1.0, 0.5])
+    p, _ = sample_surface(bv, bf, 20000, seed=2)
+    on = np.abs(np.abs(p) - np.array([2.0, 1.0, 0.5])) < 1e-5
+    share = on.sum(0) / len(p)
+    np.testing.assert_allclose(share, np.array([2 * 2 * 1, 2 * 4 * 1, 2 * 4 * 2]) / 28, atol=0.015)
+
+
+def test_sampling_interpolates_vertex_colors_linearly():
+    v, f = S.box_mesh()
+    A = np.array([[0.1, 0.2, 0.0], [0.0, 0.1, 0.3], [0.2, 0.0, 0.1]])
+    colors = 0.5 + v @ A.T * 0.5  # linear in position, inside [0, 1]
+    p, c = sample_surface(v, f, 2000, colors=colors, seed=3)
+    np.testing.assert_allclose(c, 0.5 + p @ A.T * 0.5, atol=1e-5)
+
+
+def test_sampling_edge_cases():
+    v, f = S.box_mesh()
+    p, c = sample_surface(v, f, 0)
+    assert p.shape == (0, 3) and c.shape == (0, 3)
+    p, _ = sample_surface(np.zeros((3, 3)), [[0, 1, 2]], 7)  # zero area: corners
+    assert p.shape == (7, 3) and not p.any()
+    for bad in (dict(vertices=v, faces=f + 100, n=5), dict(vertices=v[:, :2], faces=f, n=5),
+                dict(vertices=v, faces=f, n=-1), dict(vertices=v, faces=np.zeros((0, 3), int), n=3),
+                dict(vertices=v * np.inf, faces=f, n=3), dict(vertices=v, faces=f.astype(float), n=3)):
+        with pytest.raises(ValueError):
+            sample_surface(**bad)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    verts=hnp.arrays(np.float64, st.tuples(st.integers(0, 8), st.sampled_from([3, 3, 2])),
+                     elements=st.one_of(st.floats(-1e38, 1e38), any_float)),
+    faces=hnp.arrays(np.int64, st.tuples(st.integers(0, 6), st.sampled_from([3, 3, 4])),
+                     elements=st.integers(-2, 9)),
+    n=st.integers(-2, 50),
+)
+def test_sampling_property_only_value_errors(verts, faces, n):
+    try:
+        p, c = sample_surface(verts, faces, n)
+    except ValueError:
+        return
+    assert p.shape == (n, 3) and c.shape == (n, 3)
+    assert np.all(np.isfinite(p)) and np.all((c >= 0) & (c <= 1))
+    if n:
+        v32 = verts.astype(np.float32)
+        assert np.all(p >= v32.min(0)) and np.all(p <= v32.max(0))
+
+
+def test_merge_clouds():
+    xyz, rgb, inst = merge_clouds([(np.zeros((3, 3)), np.ones((3, 3)), 4), (np.ones((2, 3)), np.zeros((2, 3)), 9)])
+    assert xyz.shape == (5, 3) and rgb.shape == (5, 3) and inst.tolist() == [4, 4, 4, 9, 9]
+    xyz, rgb, inst = merge_clouds([])
+    assert xyz.shape == (0, 3) and inst.dtype == np.int32
+    with pytest.raises(ValueError):
+        merge_clouds([(np.zeros((3, 3)), np.ones((2, 3)), 1)])
+
+
+# --- pipeline -------------------------------------------------------------------------------------------
+
+
+def _true_object(obj, objects):
+    return min(range(len(objects)), key=lambda i: np.linalg.norm(objects[i].center - obj.center))
+
+
+def test_pipeline_sphere_scene_end_to_end(sphere_scene):
+    frame, objects, K, _ = sphere_scene
+    pred = S.SpherePredictor()
+    pipe = PerceptionPipeline(pred, {"points_per_object": 500, "debug_renderer": "opencv"})
+    res = pipe.process(frame["rgb"], K, depth=frame["depth"])
+    assert pred.calls == 1 and res.segmentation == "depth" and res.warnings == []
+    assert len(res.objects) == len(objects)
+    assert set(res.timings) == {"segment", "crop", "predict", "place", "sample", "debug", "total"}
+    assert res.timings["total"] >= res.timings["segment"] + res.timings["predict"]
+    xyz, rgb, inst = res.cloud()
+    assert xyz.shape == (500 * len(objects), 3) and rgb.shape == xyz.shape
+    seen = set()
+    for o in res.objects:
+        i = _true_object(o, objects)
+        seen.add(i)
+        ob = objects[i]
+        assert abs(o.scale_m / ob.radius - 1) < 0.05
+        assert np.linalg.norm(o.center - ob.center) < 0.1 * ob.radius
+        # Completed surface: every sample near the true sphere, front and back.
+        r = np.linalg.norm(o.points - ob.center, axis=1)
+        assert np.median(np.abs(r - ob.radius)) < 0.05 * ob.radius
+        assert (o.points @ (ob.center / np.linalg.norm(ob.center)) > ob.center @ ob.center / np.linalg.norm(
+            ob.center)).mean() > 0.3  # back side present
+        np.testing.assert_array_equal(inst[xyz_rows(xyz, o.points)], o.instance)
+        assert o.vertices.dtype == np.float32 and o.faces.dtype == np.int64
+        assert o.colors.shape == o.vertices.shape
+        # Colours come from the object's pixels (the sphere baseline paints the mean crop colour).
+        assert np.abs(o.colors[0] * 255 - np.asarray(ob.color)).max() < 0.6 * 255
+    assert seen == set(range(len(objects)))
+    assert sorted(o.instance for o in res.objects) == list(range(1, len(objects) + 1))
+    dbg = res.debug_image
+    assert dbg.shape == frame["rgb"].shape and dbg.dtype == np.uint8
+    assert (dbg != frame["rgb"]).any(axis=2).sum() > sum(d.detection.mask.sum() for d in res.objects) * 0.8
+
+
+def xyz_rows(xyz, points):
+    """Row indices of ``points`` inside ``xyz`` (they are contiguous)."""
+    start = int(np.flatnonzero((xyz == points[0]).all(axis=1))[0])
+    return np.arange(start, start + len(points))
+
+
+def test_pipeline_modes_observed_points_and_rgb_only(sphere_scene):
+    frame, objects, K, _ = sphere_scene
+    pipe = PerceptionPipeline(S.SpherePredictor(), {"points_per_object": 100, "add_observed_points": True,
+                                                     "max_observed_points": 50, "debug_image": False})
+    res = pipe.process(frame["rgb"], K, depth=frame["depth"], labels=frame["labels"])
+    assert res.segmentation == "labels" and res.debug_image is None
+    for o in res.objects:
+        assert len(o.points) == 100 + min(50, len(o.detection.points))
+        obs = o.points[100:]
+        ob = objects[o.instance - 1]  # labels are the true ids
+        assert np.abs(np.linalg.norm(obs - ob.center, axis=1) - ob.radius).max() < 0.01 * ob.radius
+    rgb_only = PerceptionPipeline(S.SpherePredictor(), {"default_distance": 0.9})
+    res = rgb_only.process(frame["rgb"], K)
+    assert res.segmentation == "color" and len(res.objects) == len(objects)
+    assert all(o.placement.source == "distance" for o in res.objects)
+    assert all(np.linalg.norm(o.center) == pytest.approx(0.9) for o in res.objects)
+    assert "0.9 m" in rgb_only.rgb_assumption
+
+
+def test_pipeline_empty_scene(empty_scene):
+    frame, K = empty_scene
+    pred = S.SpherePredictor()
+    pipe = PerceptionPipeline(pred)
+    res = pipe.process(frame["rgb"], K, depth=frame["depth"])
+    assert res.objects == [] and pred.calls == 0
+    assert res.cloud()[0].shape == (0, 3)
+    np.testing.assert_array_equal(res.debug_image, frame["rgb"])
+
+
+def test_pipeline_dibr_and_opencv_overlays_agree(sphere_scene):
+    frame, _, K, _ = sphere_scene
+    masks = []
+    for renderer in ("opencv", "auto"):
+        pipe = PerceptionPipeline(S.SpherePredictor(), {"debug_renderer": renderer, "debug_scale": 0.5,
+                                                         "points_per_object": 10})
+        res = pipe.process(frame["rgb"], K, depth=frame["depth"])
+        masks.append((res.debug_image != frame["rgb"]).any(axis=2))
+    assert iou(masks[0], masks[1]) > 0.8
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(rgb=np.zeros((48, 64, 3), np.float32)), "uint8"),
+    (dict(rgb=np.zeros((48, 64), np.uint8)), "shape"),
+    (dict(K=np.full((3, 3), np.nan)), "non-finite"),
+    (dict(K=np.diag([-500.0, 500.0, 1.0])), "focal"),
+    (dict(K=np.eye(2)), "shape"),
+    (dict(depth=np.ones((40, 64), np.float32)), "differs"),
+    (dict(depth=np.ones((48, 64), np.uint16)), "float"),
+    (dict(labels=np.ones((48, 64), np.float32)), "integer"),
+    (dict(labels=np.ones((48, 60), np.uint8)), "differs"),
+])
+def test_pipeline_rejects_bad_input(kwargs, match):
+    args = dict(rgb=np.zeros((48, 64, 3), np.uint8), K=S.default_intrinsics(64, 48))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        PerceptionPipeline(S.SpherePredictor()).process(**args)
+
+
+def test_pipeline_config_validation_and_predictor_contract(sphere_scene):
+    with pytest.raises(ValueError, match="unknown"):
+        PipelineConfig.from_dict({"no_such_parameter": 1})
+    for bad in ({"segmentation": "magic"}, {"max_objects": 0}, {"plane_distance": float("nan")},
+                {"points_per_object": -1}, {"debug_scale": 2.0}):
+        with pytest.raises(ValueError):
+            PipelineConfig(**bad)
+    with pytest.raises(ValueError, match="needs a depth"):
+        PerceptionPipeline(S.SpherePredictor(), {"segmentation": "depth"}).process(
+            np.zeros((8, 8, 3), np.uint8), S.default_intrinsics(8, 8))
+
+    class Broken(S.SpherePredictor):
+        def predict(self, rgb, mask):
+            out = super().predict(rgb, mask)
+            out.vertices = out.vertices[:1]
+            return out
+
+    frame, _, K, _ = sphere_scene
+    with pytest.raises(ValueError, match="predictor returned"):
+        PerceptionPipeline(Broken()).process(frame["rgb"], K, depth=frame["depth"])
+
+
+def test_projection_helpers_round_trip():
+    K = S.default_intrinsics(640, 480)
+    rng = np.random.default_rng(0)
+    uv = rng.uniform(0, 640, (50, 2))
+    z = rng.uniform(0.3, 3.0, 50)
+    pts = pixel_rays(K, uv) * z[:, None]
+    np.testing.assert_allclose(project(K, pts), uv, atol=1e-9)
