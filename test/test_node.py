@@ -514,3 +514,40 @@ def test_sigint_with_frame_in_flight(rig, scene):
     node.proc.send_signal(signal.SIGINT)
     assert node.proc.wait(15) == 0
     assert "Traceback" not in node.text()[start:]
+
+
+def test_external_label_map_with_thousands_of_labels(tmp_path_factory, scene):
+    """In-process node (no DDS traffic needed): use_external_masks, RGB-only, a 16UC1 map with 5000 labels."""
+    from rclpy.parameter import Parameter
+
+    from dibr_ros.ros.perception_node import PerceptionNode
+
+    frame, objects, K, _ = scene
+    labels = np.zeros((H, W), np.uint16)
+    speckle = np.arange(1, 5001, dtype=np.uint16)  # 5000 one-pixel labels (< min_object_pixels)
+    labels.reshape(-1)[np.linspace(0, H * W - 1, 5000).astype(int)] = speckle + 100
+    labels[frame["labels"] > 0] = frame["labels"][frame["labels"] > 0]
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=1 + (os.getpid() * 37 + 71) % 100)
+    node = None
+    try:
+        overrides = [Parameter("device", value="cpu"), Parameter("weights", value=_weights(tmp_path_factory)),
+                     Parameter("use_depth", value=False), Parameter("use_external_masks", value=True),
+                     Parameter("publish_debug_image", value=False)]
+        node = PerceptionNode(context=ctx, parameter_overrides=overrides)
+        assert node._streams == ("image", "instance_mask")
+        h = Header(frame_id=FRAME)
+        node._on_info(cv.make_camera_info(K, W, H, h))
+        node._process({"image": cv.numpy_to_image(frame["rgb"], "rgb8", h),
+                       "instance_mask": cv.numpy_to_image(labels, "16UC1", h)})
+        assert node.stats.counts["processed"] == 1
+        assert node.stats.objects_last == len(objects)
+        # A label map of another size is refused with the topic named.
+        with pytest.raises(ValueError, match="mask is 10x10"):
+            node._decode({"image": cv.numpy_to_image(frame["rgb"], "rgb8", h),
+                          "instance_mask": cv.numpy_to_image(np.zeros((10, 10), np.uint8), "mono8", h)})
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
