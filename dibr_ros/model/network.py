@@ -151,11 +151,12 @@ class DIBRNet(nn.Module):
         net = self.fc_p(self._point_features()).unsqueeze(0)  # (1, V, H)
         for fc_c, block in zip(self.fc_c, self.blocks):
             net = block(net + fc_c(code).unsqueeze(1))
-        out = self.fc_out(F.leaky_relu(net, 0.2))  # (B, V, 6)
+        # float32 from here on, also under autocast: vertices and their normalisation need the precision
+        out = self.fc_out(F.leaky_relu(net, 0.2)).float()  # (B, V, 6)
         colors = torch.sigmoid(out[..., :3])
         offsets = self.residual_scale * out[..., 3:]
         vertices = normalize_vertices(self.template.unsqueeze(0) + offsets)
-        return {"vertices": vertices, "offsets": offsets, "colors": colors, "sh": self.sh_head(code)}
+        return {"vertices": vertices, "offsets": offsets, "colors": colors, "sh": self.sh_head(code).float()}
 
 
 def build_network(config: dict | None = None) -> DIBRNet:

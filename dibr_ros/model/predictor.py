@@ -148,26 +148,27 @@ class Predictor:
             if im.shape[-1] != 3 or tuple(im.shape[:2]) != tuple(m.shape):
                 raise ValueError(f"crop {i}: rgb {tuple(im.shape)} and mask {tuple(m.shape)} do not match "
                                  "(h, w, 3) / (h, w)")
-            mt = torch.as_tensor(np.ascontiguousarray(m) if isinstance(m, np.ndarray) else m).to(dev) != 0
-            rows, cols = mt.any(dim=1).nonzero(), mt.any(dim=0).nonzero()
-            if rows.numel() == 0:
+            # The box is found on the host (one small copy for device masks), then only the box is moved.
+            mh = np.asarray(m.detach().cpu() if isinstance(m, torch.Tensor) else m) != 0
+            rows, cols = np.flatnonzero(mh.any(axis=1)), np.flatnonzero(mh.any(axis=0))
+            if rows.size == 0:
                 raise ValueError(f"crop {i}: mask is empty")
-            y0, y1 = int(rows[0]), int(rows[-1]) + 1
-            x0, x1 = int(cols[0]), int(cols[-1]) + 1
-            cx, cy, side = crop_box(x0, y0, x1, y1, self.crop_scale)
+            cx, cy, side = crop_box(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1, self.crop_scale)
             s = max(1, math.ceil(side))
             bx, by = round(cx - s / 2), round(cy - s / 2)
-            it = torch.as_tensor(np.ascontiguousarray(im) if isinstance(im, np.ndarray) else im).to(dev)
+            h, w = mh.shape
+            sx0, sy0, sx1, sy1 = max(bx, 0), max(by, 0), min(bx + s, w), min(by + s, h)
+            it = im[sy0:sy1, sx0:sx1]
+            it = torch.from_numpy(np.ascontiguousarray(it)) if isinstance(it, np.ndarray) else it
+            it = it.to(dev, non_blocking=True)
             if it.dtype == torch.uint8:
                 it = it.float() / 255.0
             elif it.is_floating_point():
                 it = it.float()
             else:
                 raise TypeError(f"crop {i}: rgb must be uint8 or floating point, got {it.dtype}")
-            h, w = mt.shape
-            sx0, sy0, sx1, sy1 = max(bx, 0), max(by, 0), min(bx + s, w), min(by + s, h)
-            mf = mt[sy0:sy1, sx0:sx1].float()
-            x = torch.cat([it[sy0:sy1, sx0:sx1] * mf[..., None], mf[..., None]], dim=-1).permute(2, 0, 1)
+            mf = torch.from_numpy(np.ascontiguousarray(mh[sy0:sy1, sx0:sx1])).to(dev, non_blocking=True).float()
+            x = torch.cat([it * mf[..., None], mf[..., None]], dim=-1).permute(2, 0, 1)
             x = F.pad(x, (sx0 - bx, bx + s - sx1, sy0 - by, by + s - sy1))
             out.append(F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=s > size,
                                      align_corners=False))
