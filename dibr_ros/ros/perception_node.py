@@ -259,11 +259,12 @@ class PerceptionNode(Node):
         self._pub_points = self.create_publisher(PointCloud2, "~/points", _qos_latched())
         self._pub_debug = self.create_publisher(Image, "~/debug_image", QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE))
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._updater = self._make_updater()
+        self._pub_diag = None if self._updater else self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._cdr = conv.CdrMarkerSerializer()
         self._fast_markers = self._cdr.verify()
         if not self._fast_markers:
-            self._log.warn("fast MarkerArray serialization does not match this distro/RMW: using messages")
+            self._log.warning("fast MarkerArray serialization does not match this distro/RMW: using messages")
 
         # Inputs.
         qos = _qos_input(int(self.p["input_qos_depth"]), self.p["input_reliability"])
@@ -293,7 +294,7 @@ class PerceptionNode(Node):
         self._last_image_ns: int | None = None
         self._unmatched_since: float | None = None  # first image arrival not yet matched to its partners
 
-        self._diag_timer = self.create_timer(float(self.p["diagnostic_period"]), self._publish_diagnostics)
+        self._diag_timer = self.create_timer(float(self.p["diagnostic_period"]), self._diagnostics_tick)
         self._worker = threading.Thread(target=self._work, name="dibr_perception_worker", daemon=True)
         self._worker.start()
         self._log.info(f"ready: inputs {', '.join(self._topics.values())} ({self.p['input_reliability']}, "
@@ -317,7 +318,7 @@ class PerceptionNode(Node):
             torch.set_num_threads(int(self.p["cpu_threads"]))
         device, warning = resolve_device(self.p["device"], self.p["strict_device"])
         if warning:
-            self._log.warn(warning)
+            self._log.warning(warning)
         path = self.p["weights"] or default_weights_path()
         try:
             self.predictor = Predictor.load(path, device=device)
@@ -363,7 +364,14 @@ class PerceptionNode(Node):
             self._report(topic, "qos", f"incompatible QoS with a publisher (policy {event.last_policy_kind}); "
                          f"input_reliability={self.p['input_reliability']}", warn=True)
 
-        return self.create_subscription(msg_type, topic, callback, qos,
+        def guarded(msg, topic=topic):
+            try:
+                callback(msg)
+            except Exception as exc:  # an exception escaping a callback would end rclpy.spin
+                self.stats.count("failed")
+                self._report(topic, "callback", f"internal error handling a message: {type(exc).__name__}: {exc}")
+
+        return self.create_subscription(msg_type, topic, guarded, qos,
                                         event_callbacks=SubscriptionEventCallbacks(incompatible_qos=incompatible))
 
     # ------------------------------------------------------------------------------------------ logging
@@ -377,7 +385,11 @@ class PerceptionNode(Node):
         if now - self._throttle.get(key, -math.inf) < self.error_throttle:
             return
         self._throttle[key] = now
-        (self._log.warn if warn else self._log.error)(text)
+        # Separate call sites: rclpy refuses one call site logging at two severities.
+        if warn:
+            self._log.warning(text)
+        else:
+            self._log.error(text)
 
     # ---------------------------------------------------------------------------------------- callbacks
     def _on_info(self, msg: CameraInfo) -> None:
@@ -471,6 +483,10 @@ class PerceptionNode(Node):
         depth = labels = None
         if "depth" in frame:
             dmsg = frame["depth"]
+            if dmsg.header.frame_id and img.header.frame_id and dmsg.header.frame_id != img.header.frame_id:
+                raise InputError("depth", "frame", f"frame_id '{dmsg.header.frame_id}' differs from the image's "
+                                 f"'{img.header.frame_id}' (depth must be registered to the colour camera); "
+                                 "frame skipped")
             if (dmsg.width, dmsg.height) != (img.width, img.height):
                 raise InputError("depth", "size", f"depth is {dmsg.width}x{dmsg.height} but the image is "
                                  f"{img.width}x{img.height} (must be aligned); frame skipped")
@@ -516,29 +532,57 @@ class PerceptionNode(Node):
         p = self.p
         objs = result.objects
         if p["publish_meshes"]:
-            meshes = [(o.vertices, o.faces, o.colors) for o in objs]
-            ids = [int(o.detection.label) for o in objs]
-            if self._fast_markers:
-                self._pub_meshes.publish(self._cdr.marker_array(header, meshes, "meshes", p["marker_lifetime"], ids))
-            else:
-                self._pub_meshes.publish(conv.mesh_marker_array(header, meshes, "meshes", p["marker_lifetime"], ids))
+            self._publish_meshes(header, [(o.vertices, o.faces, o.colors) for o in objs],
+                                 [int(o.detection.label) for o in objs])
         if p["publish_points"]:
             self._pub_points.publish(conv.points_to_cloud(header, *result.cloud()))
         if p["publish_debug_image"] and result.debug_image is not None:
             self._pub_debug.publish(conv.numpy_to_image(result.debug_image, "rgb8", header))
 
+    def _publish_meshes(self, header, meshes, ids) -> None:
+        lifetime = self.p["marker_lifetime"]
+        if self._fast_markers:
+            data = self._cdr.marker_array(header, meshes, "meshes", lifetime, ids)
+            try:
+                self._pub_meshes.publish(data)
+                return
+            except TypeError:  # an rclpy whose Publisher.publish does not take serialized bytes
+                self._fast_markers = False
+                self._log.warning("this rclpy cannot publish serialized messages: building Marker objects")
+        self._pub_meshes.publish(conv.mesh_marker_array(header, meshes, "meshes", lifetime, ids))
+
     # -------------------------------------------------------------------------------------- diagnostics
-    def _publish_diagnostics(self) -> None:
+    def _make_updater(self):
+        """diagnostic_updater.Updater when the package is importable (it then owns /diagnostics), else None."""
+        try:
+            import diagnostic_updater
+        except ImportError:
+            return None
+        updater = diagnostic_updater.Updater(self, period=float(self.p["diagnostic_period"]))
+        updater.setHardwareID(self.device)
+
+        def fill(stat):
+            status = self.stats.status("pipeline", self.device)
+            stat.summary(status.level, status.message)
+            for kv in status.values:
+                stat.add(kv.key, kv.value)
+            return stat
+
+        updater.add("pipeline", fill)
+        return updater
+
+    def _diagnostics_tick(self) -> None:
         since = self._unmatched_since
         if since is not None and time.monotonic() - since > 5.0 and self.stats.input_rate(5.0) > 0:
             partners = " and ".join(self._topics[s] for s in self._streams[1:])
             self._report("image", "sync", f"images arrive but none matched {partners} within "
                          f"sync_slop={self.p['sync_slop']} s for 5 s (check the partner topics, their QoS "
                          "and stamps)", warn=True)
-        arr = DiagnosticArray()
-        arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status = [self.stats.status(f"{self.get_name()}: pipeline", self.device)]
-        self._pub_diag.publish(arr)
+        if self._pub_diag is not None:
+            arr = DiagnosticArray()
+            arr.header.stamp = self.get_clock().now().to_msg()
+            arr.status = [self.stats.status(f"{self.get_name()}: pipeline", self.device)]
+            self._pub_diag.publish(arr)
 
     # ------------------------------------------------------------------------------------------ shutdown
     def close(self, timeout_s: float = 3.0) -> None:
