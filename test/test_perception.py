@@ -23,6 +23,7 @@ from dibr_ros.perception import (
 )
 from dibr_ros.perception import synthetic as S
 from dibr_ros.perception.geometry import backproject, pixel_rays, project, rotation_z_to
+from dibr_ros.perception.segmentation import fit_plane
 
 
 def iou(a, b):
@@ -80,6 +81,21 @@ def test_depth_segmentation_finds_every_object(scene):
     assert [d.label for d in dets] == list(range(1, len(dets) + 1))
     areas = [d.mask.sum() for d in dets]
     assert areas == sorted(areas, reverse=True)
+
+
+def test_fit_plane_recovers_a_plane_among_outliers():
+    rng = np.random.default_rng(0)
+    n_true = np.array([0.1, -0.8, -0.5])
+    n_true /= np.linalg.norm(n_true)
+    basis = np.linalg.svd(n_true[None])[2][1:]
+    on = rng.uniform(-1, 1, (3000, 2)) @ basis - 0.7 * n_true + rng.normal(0, 0.002, (3000, 1)) * n_true
+    off = rng.uniform(-1, 1, (1500, 3))
+    n, d = fit_plane(np.concatenate([on, off]), distance=0.01)
+    assert d > 0  # camera (origin) side positive
+    assert abs(abs(n @ n_true) - 1) < 1e-4 and d == pytest.approx(0.7, abs=2e-3)
+    assert fit_plane(off, distance=0.01, min_fraction=0.5) is None
+    assert fit_plane(np.zeros((2, 3))) is None
+    assert fit_plane(np.zeros((50, 3))) is None  # degenerate: no 3 points span a plane
 
 
 def test_depth_segmentation_limits(scene):
@@ -479,12 +495,15 @@ def test_pipeline_empty_scene(empty_scene):
 def test_pipeline_dibr_and_opencv_overlays_agree(sphere_scene):
     frame, _, K, _ = sphere_scene
     masks = []
-    for renderer in ("opencv", "auto"):
+    for renderer in ("opencv", "dibr"):
         pipe = PerceptionPipeline(S.SpherePredictor(), {"debug_renderer": renderer, "debug_scale": 0.5,
                                                          "points_per_object": 10})
         res = pipe.process(frame["rgb"], K, depth=frame["depth"])
         masks.append((res.debug_image != frame["rgb"]).any(axis=2))
+    # "dibr" keeps using DIB-R unless it failed (then it is OpenCV for good, and the overlays agree anyway).
+    assert pipe.overlay_renderer in ("dibr", "opencv")
     assert iou(masks[0], masks[1]) > 0.8
+    assert PerceptionPipeline(S.SpherePredictor()).overlay_renderer == "opencv"  # CPU predictor, "auto"
 
 
 @pytest.mark.parametrize("kwargs, match", [

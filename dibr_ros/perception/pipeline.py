@@ -42,8 +42,9 @@ class PipelineConfig:
         points_per_object: samples of each completed surface. add_observed_points: also add the object's
         depth points, at most max_observed_points of them (uniformly subsampled). seed: sampling seed.
     Debug:
-        debug_image: build the overlay. debug_renderer: "auto" (DIB-R renderer when importable, else
-        OpenCV), "dibr" or "opencv". debug_scale: the DIB-R overlay is rendered at this fraction of the
+        debug_image: build the overlay. debug_renderer: "auto" (the DIB-R renderer when the predictor runs
+        on CUDA, else the OpenCV painter), "dibr" (falls back to OpenCV for good if the renderer fails)
+        or "opencv". debug_scale: the DIB-R overlay is rendered at this fraction of the
         image size and upsampled (CPU rasterisation cost grows with the pixel count).
     """
 
@@ -332,27 +333,44 @@ class PerceptionPipeline:
             t_sample += (time.perf_counter() - ts) * 1e3
         return objects, warnings, t_place, t_sample
 
+    @property
+    def overlay_renderer(self) -> str:
+        """"dibr" or "opencv": what draws the meshes into the next debug image."""
+        return "dibr" if self._use_dibr() else "opencv"
+
+    def _use_dibr(self) -> bool:
+        if self._dibr_failed:
+            return False
+        if self.config.debug_renderer == "dibr":
+            return True
+        # "auto": DIB-R where the predictor runs on a GPU; on CPU its rasterisation of a few thousand faces
+        # costs far more than the whole perception step, so the OpenCV painter is used there.
+        return str(getattr(self.predictor, "device", "cpu")).startswith("cuda")
+
     def _overlay(self, rgb, K, dets, objects) -> np.ndarray:
         """Input with masks tinted, boxes drawn and the placed meshes rendered over it."""
         import cv2
 
-        out = rgb.astype(np.float32)
+        out = rgb.copy()
         for i, det in enumerate(dets):
-            m = det.mask
-            out[m] = 0.6 * out[m] + 0.4 * np.array(_palette(i), np.float32)
-        out = out.astype(np.uint8)
+            x0, y0, x1, y1 = det.box
+            sub, m = out[y0:y1, x0:x1], det.mask[y0:y1, x0:x1]
+            sub[m] = (0.6 * sub[m] + 0.4 * np.array(_palette(i), np.float32)).astype(np.uint8)
         if objects:
-            layer, alpha = None, None
-            if not self._dibr_failed:
+            H, W = rgb.shape[:2]
+            layer = None
+            if self._use_dibr():
                 try:
-                    layer, alpha = self._render_dibr(K, objects, rgb.shape[0], rgb.shape[1],
-                                                     self.config.debug_scale)
+                    layer, alpha = self._render_dibr(K, objects, H, W, self.config.debug_scale)
+                    origin = (0, 0)
                 except Exception:  # any renderer failure (build, API, memory): OpenCV from now on
                     self._dibr_failed = True
             if layer is None:
-                layer, alpha = self._render_opencv(K, objects, rgb.shape[0], rgb.shape[1])
+                layer, alpha, origin = self._render_opencv(K, objects, H, W)
+            h, w = alpha.shape
             a = 0.7 * alpha[..., None]
-            out = (out * (1 - a) + layer * a).astype(np.uint8)
+            sub = out[origin[1]:origin[1] + h, origin[0]:origin[0] + w]
+            sub[:] = (sub * (1 - a) + layer * a).astype(np.uint8)
         for i, det in enumerate(dets):
             x0, y0, x1, y1 = det.box
             cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), _palette(i), 2)
@@ -392,33 +410,43 @@ class PerceptionPipeline:
 
     @staticmethod
     def _render_opencv(K, objects, H, W):
-        """Flat-shaded front faces, objects far to near; faces of one object grouped by shade level (one
-        fillPoly call per level), so self-occlusion of non-convex shapes is approximate."""
+        """Flat-shaded front faces painted far to near (objects by centre depth, faces by centroid depth)
+        into the image region the meshes cover. Returns (layer (h, w, 3) uint8, alpha (h, w) float32,
+        region origin (x0, y0))."""
         import cv2
 
-        layer = np.zeros((H, W, 3), np.uint8)
-        alpha = np.zeros((H, W), np.uint8)
+        drawn = []
         for o in sorted(objects, key=lambda o: -float(o.center[2])):
             v = o.vertices.astype(np.float64)
-            if np.any(v[:, 2] <= 1e-6):
-                continue
+            if np.all(v[:, 2] > 1e-6):
+                drawn.append((o, v, np.clip(project(K, v), -1e5, 1e5)))
+        empty = np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.float32), (0, 0)
+        if not drawn:
+            return empty
+        lo = np.min([uv.min(axis=0) for _, _, uv in drawn], axis=0)
+        hi = np.max([uv.max(axis=0) for _, _, uv in drawn], axis=0)
+        x0, y0 = (max(0, int(np.floor(c)) - 1) for c in lo)
+        x1, y1 = min(W, int(np.ceil(hi[0])) + 2), min(H, int(np.ceil(hi[1])) + 2)
+        if x1 <= x0 or y1 <= y0:
+            return empty
+        # RGB + coverage in one image, so each face is one fillConvexPoly call.
+        layer = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
+        for o, v, uv in drawn:
             tri = v[o.faces]
             normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-            centre = tri.mean(axis=1)
+            centre = tri.sum(axis=1) / 3.0
             with np.errstate(invalid="ignore", divide="ignore"):
                 cos = -(normal * centre).sum(1) / (np.linalg.norm(normal, axis=1) * np.linalg.norm(centre, axis=1))
-            front = cos > 0
-            if not front.any():
-                front = np.isfinite(cos)
+            front = np.flatnonzero(cos > 0)
+            if len(front) == 0:  # inward winding: draw everything, shade by |cos|
+                front = np.flatnonzero(np.isfinite(cos))
                 cos = np.abs(cos)
-            uv = np.round(np.clip(project(K, v), -1e5, 1e5) * 16).astype(np.int32)  # 4 sub-pixel bits
-            shade = np.clip(0.35 + 0.65 * np.nan_to_num(cos), 0, 1)
-            level = np.minimum((shade * 8).astype(np.int64), 7)
-            face_col = o.colors[o.faces].mean(axis=1)
-            for lv in np.unique(level[front]):
-                sel = front & (level == lv)
-                polys = list(uv[o.faces[sel]])
-                colour = np.clip(face_col[sel].mean(axis=0) * (lv + 0.5) / 8 * 255, 0, 255)
-                cv2.fillPoly(layer, polys, tuple(float(x) for x in colour), cv2.LINE_8, 4)
-                cv2.fillPoly(alpha, polys, 255, cv2.LINE_8, 4)
-        return layer.astype(np.float32), alpha.astype(np.float32) / 255.0
+            front = front[np.argsort(-centre[front, 2])]
+            shade = np.clip(0.35 + 0.65 * cos[front], 0.0, 1.0)
+            colour = np.clip(o.colors[o.faces[front]].mean(axis=1) * shade[:, None] * 255, 0, 255)
+            colour = np.concatenate([colour, np.full((len(front), 1), 255.0)], axis=1).tolist()
+            # 4 bits of sub-pixel precision, relative to the region.
+            fixed = np.round((uv - (x0, y0)) * 16).astype(np.int32)[o.faces[front]]
+            for poly, col in zip(fixed, colour):
+                cv2.fillConvexPoly(layer, poly, col, cv2.LINE_8, 4)
+        return layer[..., :3], layer[..., 3].astype(np.float32) / 255.0, (x0, y0)

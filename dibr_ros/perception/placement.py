@@ -77,10 +77,9 @@ def front_offset(vertices: np.ndarray, grid: int | None = None) -> float:
     lo = v[:, :2].min(axis=0)
     span = np.maximum(np.ptp(v[:, :2], axis=0), 1e-300)
     cell = np.clip(((v[:, :2] - lo) / span * grid).astype(np.int64), 0, grid - 1)
-    key = cell[:, 0] * grid + cell[:, 1]
-    order = np.argsort(v[:, 2], kind="stable")
-    first = np.unique(key[order], return_index=True)[1]  # nearest point of each cell
-    return float(np.median(v[order[first], 2]))
+    nearest = np.full(grid * grid, np.inf)
+    np.minimum.at(nearest, cell[:, 0] * grid + cell[:, 1], v[:, 2])
+    return float(np.median(nearest[np.isfinite(nearest)]))
 
 
 def place_mesh(vertices, K, mask, crop_center=None, points=None, *, surface_points=None,
@@ -152,6 +151,7 @@ def place_mesh(vertices, K, mask, crop_center=None, points=None, *, surface_poin
 def _solve(v, vu, vr, R, ray, K, edges, free, obs, surface_points, radius, default_distance,
            default_object_size, iterations) -> Placement:
     d = ray / np.linalg.norm(ray)
+    Kinv = np.linalg.inv(K)
     fx, fy = K[0, 0], K[1, 1]
     ext_px = np.array([edges[1] - edges[0], edges[3] - edges[2]])
     free_axis = np.array([free[0] and free[1], free[2] and free[3]])
@@ -220,7 +220,7 @@ def _solve(v, vu, vr, R, ray, K, edges, free, obs, surface_points, radius, defau
                 shift[a] = edges[e0] - p0
             elif f1:
                 shift[a] = edges[e1] - p1
-        target = pixel_rays(K, ct + shift)
+        target = Kinv @ np.array([ct[0] + shift[0], ct[1] + shift[1], 1.0])
         direction = target / np.linalg.norm(target)
         if source == "depth":
             dist = (along - s * f) / float(direction @ d)

@@ -66,21 +66,25 @@ def sample_surface(vertices, faces, n: int, colors=None, seed: int | None = 0):
         area = 0.5 * np.linalg.norm(np.cross(b - a, cc - a), axis=1)
         total = area.sum()
     if np.isfinite(total) and total > 0:
-        face = rng.choice(len(f), size=n, p=area / total)
+        cdf = np.cumsum(area)
+        face = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(f) - 1)
         r1 = np.sqrt(rng.random(n))
         r2 = rng.random(n)
         w = np.stack([1.0 - r1, r1 * (1.0 - r2), r1 * r2], axis=1)
     else:
         face = rng.integers(0, len(f), size=n)
         w = np.eye(3)[rng.integers(0, 3, size=n)]
-    corners = v[f[face]].astype(np.float64)  # (n, 3, 3)
-    points = np.einsum("nk,nkd->nd", w, corners)
+    fi = f[face]
+
+    def blend(values):
+        return (w[:, 0:1] * values[fi[:, 0]] + w[:, 1:2] * values[fi[:, 1]] + w[:, 2:3] * values[fi[:, 2]])
+
     # Convex combinations of float32 values stay within their range; clip rounding at the float32 limit.
-    points = np.clip(points, v.min(axis=0), v.max(axis=0)).astype(np.float32)
+    points = np.clip(blend(v.astype(np.float64)), v.min(axis=0), v.max(axis=0)).astype(np.float32)
     if c is None:
         pc = np.full((n, 3), 0.5, np.float32)
     else:
-        pc = np.clip(np.einsum("nk,nkd->nd", w, c[f[face]].astype(np.float64)), 0.0, 1.0).astype(np.float32)
+        pc = np.clip(blend(c.astype(np.float64)), 0.0, 1.0).astype(np.float32)
     return points, pc
 
 

@@ -37,18 +37,25 @@ class Detection:
     pixels: np.ndarray | None = None
 
 
-def _finish(masks_scores_labels, depth, K, max_objects) -> list[Detection]:
-    """Sort by area, cap the count, attach boxes and depth pixels."""
-    items = sorted(masks_scores_labels, key=lambda t: -int(t[0].sum()))[:max_objects]
+def _finish(items, shape, depth, K, max_objects) -> list[Detection]:
+    """Sort by area, cap the count, build full-frame masks, boxes and depth pixels.
+
+    ``items``: (mask of a region (h, w) bool, region origin (x, y), score, label or None).
+    """
+    areas = [int(m.sum()) for m, _, _, _ in items]
+    order = sorted(range(len(items)), key=lambda i: -areas[i])[:max_objects]
     dets = []
-    for i, (mask, score, label) in enumerate(items):
-        box = mask_box(mask)
-        if box is None:
+    for i in order:
+        sub, (ox, oy), score, label = items[i]
+        tight = mask_box(sub)
+        if tight is None:
             continue
-        det = Detection(label=int(label) if label is not None else i + 1, box=box, mask=mask,
-                        score=float(np.clip(score, 0.0, 1.0)))
+        x0, y0, x1, y1 = tight[0] + ox, tight[1] + oy, tight[2] + ox, tight[3] + oy
+        mask = np.zeros(shape, bool)
+        mask[y0:y1, x0:x1] = sub[tight[1]:tight[3], tight[0]:tight[2]]
+        det = Detection(label=int(label) if label is not None else len(dets) + 1, box=(x0, y0, x1, y1),
+                        mask=mask, score=float(np.clip(score, 0.0, 1.0)))
         if depth is not None:
-            x0, y0, x1, y1 = box
             pts, pix = backproject(depth[y0:y1, x0:x1], _shift_K(K, x0, y0), mask[y0:y1, x0:x1])
             det.points, det.pixels = pts, pix + np.array([y0, x0], np.int32)
         dets.append(det)
@@ -63,30 +70,46 @@ def _shift_K(K: np.ndarray, x0: int, y0: int) -> np.ndarray:
     return Ks
 
 
-def _fit_plane(points: np.ndarray, distance: float, iterations: int, min_fraction: float,
-               max_points: int = 3000):
-    """Dominant plane (n, d) with n.p + d = 0, oriented so the camera side is positive; None if weak."""
-    import open3d as o3d
+def fit_plane(points: np.ndarray, distance: float = 0.01, iterations: int = 128, min_fraction: float = 0.15,
+              max_points: int = 1000, seed: int = 0):
+    """Dominant plane of a point set by RANSAC, refined by least squares on its inliers.
 
-    # RANSAC on at most max_points (a fixed subset: the plane of a tabletop has thousands of support points),
-    # then inliers and a least-squares refit over all points (the 3-point model tilts by up to the threshold).
-    sub = points
-    if len(points) > max_points:
-        sub = points[np.random.default_rng(0).choice(len(points), max_points, replace=False)]
-    o3d.utility.random.seed(0)
-    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sub.astype(np.float64)))
-    model, _ = pcd.segment_plane(distance_threshold=distance, ransac_n=3, num_iterations=iterations)
-    model = np.asarray(model, dtype=np.float64)
-    inliers = np.abs(points @ model[:3] + model[3]) < distance
+    All ``iterations`` 3-point hypotheses are scored at once on a fixed random subset of at most
+    ``max_points`` points (a tabletop has thousands of support points); the best one's inliers among all
+    points are then refit (smallest principal axis), since a 3-point plane tilts by up to ``distance``.
+    Pure numpy and deterministic for a given ``seed``.
+
+    Args:
+        points: (N, 3) float points (m).
+        distance: inlier distance (m).
+        min_fraction: a plane needs at least this fraction of the points as inliers.
+    Returns:
+        (n (3,) unit normal, d float) with ``n . p + d = 0``, oriented so the origin (camera) side is positive,
+        or None when no plane has enough support.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) < 3:
+        return None
+    rng = np.random.default_rng(seed)
+    sub = points if len(points) <= max_points else points[rng.choice(len(points), max_points, replace=False)]
+    tri = sub[rng.integers(0, len(sub), (max(1, int(iterations)), 3))]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    norm = np.linalg.norm(normal, axis=1)
+    ok = norm > 1e-12
+    if not ok.any():
+        return None
+    normal = normal[ok] / norm[ok, None]
+    offset = -(normal * tri[ok, 0]).sum(axis=1)
+    count = (np.abs(sub @ normal.T + offset) < distance).sum(axis=0)
+    best = int(np.argmax(count))
+    inliers = np.abs(points @ normal[best] + offset[best]) < distance
     if inliers.sum() < max(3, min_fraction * len(points)):
         return None
-    inl = points[inliers].astype(np.float64)
+    inl = points[inliers]
     centroid = inl.mean(axis=0)
-    _, _, vt = np.linalg.svd(inl - centroid, full_matrices=False)
-    n = vt[2]
+    _, vecs = np.linalg.eigh(np.cov((inl - centroid).T))
+    n = vecs[:, 0]
     d = -float(n @ centroid)
-    if not np.all(np.isfinite(n)) or np.linalg.norm(n) == 0:
-        n, d = model[:3], float(model[3])
     if d < 0:
         n, d = -n, -d
     return n, d
@@ -121,9 +144,10 @@ def _components(valid: np.ndarray, z: np.ndarray, tol: np.ndarray) -> tuple[int,
 def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, min_height: float = 0.01,
                   cluster_distance: float = 0.02, min_object_size: float = 0.02,
                   max_object_size: float = 0.6, min_pixels: int = 100, max_objects: int = 10,
-                  max_depth: float = 10.0, plane_iterations: int = 200,
+                  max_depth: float = 10.0, plane_iterations: int = 128,
                   min_plane_fraction: float = 0.15) -> list[Detection]:
-    """Tabletop segmentation from depth: dominant plane by RANSAC, points above it clustered.
+    """Tabletop segmentation from depth: dominant plane by RANSAC (:func:`fit_plane`), points above it
+    clustered.
 
     The plane and clusters are computed on ``stride`` x ``stride`` blocks (nearest valid depth); clusters
     are 4-connected neighbourhoods whose depth jump is below ``cluster_distance + 4 * z * stride / fx`` (the
@@ -158,7 +182,10 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
     h, w = -(-H // stride), -(-W // stride)
     blocks = np.full((h * stride, w * stride), np.inf, np.float32)
     blocks[:H, :W] = np.where(depth > 0, depth, np.inf)
-    small = blocks.reshape(h, stride, w, stride).min(axis=(1, 3))
+    small = blocks[::stride, ::stride].copy()
+    for i in range(stride):
+        for j in range(stride):
+            np.minimum(small, blocks[i::stride, j::stride], out=small)
     small[~np.isfinite(small)] = 0.0
     valid_s = small > 0
     if valid_s.sum() < 50:
@@ -167,7 +194,7 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
     half = (stride - 1) / 2.0
     rays_s = pixel_rays(K, np.stack([us * stride + half, vs * stride + half], axis=-1))
     pts = rays_s * small[vs, us][:, None].astype(np.float64)
-    plane = _fit_plane(pts, plane_distance, plane_iterations, min_plane_fraction)
+    plane = fit_plane(pts, plane_distance, plane_iterations, min_plane_fraction)
 
     fg_s = np.zeros_like(valid_s)
     if plane is None:
@@ -229,10 +256,8 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         else:
             m &= sub > 0
         if m.sum() >= min_pixels:
-            mask = np.zeros((H, W), bool)
-            mask[ry0:ry1, rx0:rx1] = m
-            items.append((mask, 1.0, None))
-    return _finish(items, depth, K, max_objects)
+            items.append((m, (rx0, ry0), 1.0, None))
+    return _finish(items, (H, W), depth, K, max_objects)
 
 
 def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: float = 18.0,
@@ -322,10 +347,8 @@ def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: flo
         dist = background_distance(cv2.cvtColor(sub.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab))
         m = (lab == j) & (dist >= 1.0) if stride > 1 else lab == j
         if m.sum() >= min_pixels:
-            mask = np.zeros((H, W), bool)
-            mask[ry0:ry1, rx0:rx1] = m
-            items.append((mask, float(np.median(dist[m])) / 2.0, None))
-    return _finish(items, depth, K, max_objects)
+            items.append((m, (rx0, ry0), float(np.median(dist[m])) / 2.0, None))
+    return _finish(items, (H, W), depth, K, max_objects)
 
 
 def segment_labels(labels, *, min_pixels: int = 100, max_objects: int = 10, depth=None,
@@ -358,5 +381,5 @@ def segment_labels(labels, *, min_pixels: int = 100, max_objects: int = 10, dept
     ok = counts >= max(1, min_pixels)
     values, counts = values[ok], counts[ok]
     order = np.argsort(-counts, kind="stable")[:max_objects]
-    items = [(labels == values[i], 1.0, int(values[i])) for i in order]
-    return _finish(items, depth, K, max_objects)
+    items = [(labels == values[i], (0, 0), 1.0, int(values[i])) for i in order]
+    return _finish(items, (H, W), depth, K, max_objects)

@@ -40,19 +40,11 @@ class SceneObject:
 
 
 def ico_sphere(level: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Unit ico-sphere (642 vertices / 1280 faces at level 3): dibr_ros.render.mesh's when present."""
-    try:
-        from dibr_ros.render.mesh import ico_sphere as render_ico_sphere
-    except ImportError:
-        render_ico_sphere = None
-    if render_ico_sphere is not None:
-        v, f = render_ico_sphere(level)
-        return np.asarray(v, dtype=np.float64), np.asarray(f, dtype=np.int64)
-    import open3d as o3d
+    """Unit ico-sphere of :func:`dibr_ros.render.mesh.ico_sphere` as numpy: (V, 3) float64, (F, 3) int64."""
+    from dibr_ros.render.mesh import ico_sphere as render_ico_sphere
 
-    mesh = o3d.geometry.TriangleMesh.create_icosahedron(1.0).subdivide_midpoint(level)
-    v = np.asarray(mesh.vertices, dtype=np.float64)
-    return v / np.linalg.norm(v, axis=1, keepdims=True), np.asarray(mesh.triangles, dtype=np.int64)
+    v, f = render_ico_sphere(level)
+    return v.numpy().astype(np.float64), f.numpy().astype(np.int64)
 
 
 def box_mesh() -> tuple[np.ndarray, np.ndarray]:
