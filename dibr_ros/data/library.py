@@ -32,7 +32,7 @@ SPLITS = ("train", "val", "test", "ood")
 PRIMITIVE_KINDS = ("box", "cylinder", "capsule", "cone", "ellipsoid", "superquadric")
 PRIMITIVES_PER_KIND = 40
 #: Bumped whenever loading/cleaning changes what a name yields (invalidates the cache).
-LIBRARY_VERSION = 1
+LIBRARY_VERSION = 2
 
 #: name -> (path relative to pybullet_data: a URDF, or an OBJ with an explicit (scale, rgba)).
 NAMED_OBJECTS: dict[str, tuple] = {

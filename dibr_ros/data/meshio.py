@@ -73,12 +73,15 @@ def _load_texture(path: str) -> np.ndarray | None:
     return img[:, :, ::-1].astype(np.float32) / 255.0
 
 
+_BARY = np.array([(i, j, 4 - i - j) for i in range(5) for j in range(5 - i)], dtype=np.float64) / 4.0
+
+
 def read_obj(path: str, default_rgb=(0.8, 0.8, 0.8)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read an OBJ with its MTL into per-vertex colours.
 
     Polygons are fan-triangulated. A face's colour is its material's ``Kd`` or, when the material has a
-    readable ``map_Kd``, the texture sampled at the corner UVs; vertex colours are the average over the
-    corners that use the vertex.
+    readable ``map_Kd``, ``Kd`` times the mean texture colour over the face's UV triangle; vertex colours
+    are the average over the corners that use the vertex.
 
     Returns:
         vertices (V,3) float64, faces (F,3) int64, colors (V,3) float64 in [0,1].
@@ -137,11 +140,13 @@ def read_obj(path: str, default_rgb=(0.8, 0.8, 0.8)) -> tuple[np.ndarray, np.nda
             tex = textures[tex_path]
             ci = cuv[sel]
             if tex is not None and (ci >= 0).all():
-                t = uv[ci] % 1.0
+                # Mean texture colour over each face's UV triangle (a 15-point barycentric lattice): per-vertex
+                # colours cannot hold texture detail, and corner samples of a checker give streaks.
+                t = np.einsum("sk,fkc->fsc", _BARY, uv[ci]) % 1.0
                 h, w = tex.shape[:2]
                 px = np.clip((t[..., 0] * (w - 1)).round().astype(np.int64), 0, w - 1)
                 py = np.clip(((1.0 - t[..., 1]) * (h - 1)).round().astype(np.int64), 0, h - 1)
-                corner_rgb[sel] = tex[py, px]
+                corner_rgb[sel] = tex[py, px].mean(1)[:, None, :] * m.get("Kd", np.ones(3))
     acc = np.zeros((len(v), 3))
     cnt = np.zeros(len(v))
     np.add.at(acc, fa.reshape(-1), corner_rgb.reshape(-1, 3))

@@ -8,7 +8,7 @@ build the shape.
 
 - ``depth``: the visible surface alone, the back-projected depth pixels as a point cloud (what a depth
   camera + depth_image_proc hands a grasp planner).
-- ``sphere``: a sphere fitted to the silhouette (smallest enclosing circle) and the nearest depth.
+- ``sphere``: a sphere fitted to the silhouette (area, centroid) and the mean visible depth.
 - ``mirror``: the visible surface plus its point reflection through the fitted sphere's centre (a cloud).
 - ``hull``: oracle reference, the convex hull of the ground truth (uses the ground truth; not a method).
 """
@@ -30,26 +30,29 @@ def backproject(depth: np.ndarray, mask: np.ndarray, K: np.ndarray) -> np.ndarra
 
 
 def fit_sphere(depth: np.ndarray, mask: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, float]:
-    """Sphere (centre (3,) optical frame, radius) from silhouette + depth.
+    """Sphere (centre (3,) optical frame, radius) fitted to silhouette + depth.
 
-    The silhouette's smallest enclosing circle (centre (u0,v0), radius rho + 0.5 px) gives the viewing
-    ray of the centre and the angular radius ``a = atan(rho / f)``; a sphere whose nearest point is at the
-    nearest observed depth ``z0`` and that subtends ``a`` has ``r = z0 sin a / (1 - sin a)`` and its centre
-    at distance ``z0 + r`` along that ray.
+    The sphere whose image disc has the silhouette's area and centroid: angular radius
+    ``a = atan(sqrt(area / pi) / f)``, centre on the centroid's viewing ray at the distance ``D`` at which
+    such a sphere's mean visible depth (integrated over its image disc, perspective) equals the observed
+    mean depth; radius ``D sin a``. Exact for a sphere on the optical axis, a least-squares-like fit (no
+    outlier-driven enclosing circle) for other shapes.
     """
-    import cv2
-
     m = np.asarray(mask, bool) & (np.asarray(depth) > 0)
     if not m.any():
         raise ValueError("empty mask: nothing to fit")
     v, u = np.nonzero(m)
-    (u0, v0), rho = cv2.minEnclosingCircle(np.stack([u, v], 1).astype(np.float32))
     f = 0.5 * (K[0, 0] + K[1, 1])
-    s = np.sin(np.arctan((rho + 0.5) / f))
-    z0 = float(np.asarray(depth, np.float64)[m].min())
-    r = z0 * s / (1 - s)
-    ray = np.array([(u0 - K[0, 2]) / K[0, 0], (v0 - K[1, 2]) / K[1, 1], 1.0])
-    return ray / np.linalg.norm(ray) * (z0 + r), float(r)
+    a = np.arctan(np.sqrt(len(u) / np.pi) / f)
+    # Mean depth / D of a unit-distance sphere with angular radius a, uniform over its image disc.
+    rho = (np.arange(256) + 0.5) / 256 * np.tan(a)
+    th = np.arctan(rho)
+    t = np.cos(th) - np.sqrt(np.clip(np.sin(a) ** 2 - np.sin(th) ** 2, 0, None))
+    ratio = float(np.sum(t * np.cos(th) * rho) / np.sum(rho))
+    zc = float(np.asarray(depth, np.float64)[m].mean()) / ratio
+    s = np.sin(a)
+    ray = np.array([(u.mean() - K[0, 2]) / K[0, 0], (v.mean() - K[1, 2]) / K[1, 1], 1.0])
+    return ray / np.linalg.norm(ray) * zc, float(zc * s)
 
 
 def baseline_shape(kind: str, depth: np.ndarray, mask: np.ndarray, K: np.ndarray, center: np.ndarray,
