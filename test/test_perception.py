@@ -25,6 +25,9 @@ from dibr_ros.perception import synthetic as S
 from dibr_ros.perception.geometry import backproject, pixel_rays, project, rotation_z_to
 from dibr_ros.perception.segmentation import fit_plane
 
+finite = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+any_float = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
 
 def iou(a, b):
     return (a & b).sum() / max((a | b).sum(), 1)
@@ -214,6 +217,46 @@ def test_crop_content_and_out_of_image_padding():
                                atol=0.51)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    box=st.lists(st.one_of(st.integers(-50, 150), st.floats(allow_nan=True, allow_infinity=True)), min_size=3,
+                 max_size=5),
+    padding=st.one_of(st.floats(-1, 3), st.just(float("nan"))),
+    size=st.one_of(st.integers(-2, 40), st.floats(0, 40)),
+)
+def test_crop_property_only_value_errors(box, padding, size):
+    rgb = np.zeros((30, 40, 3), np.uint8)
+    mask = np.ones((30, 40), bool)
+    try:
+        crop = make_crop(rgb, mask, box, size, padding)
+    except ValueError:
+        return
+    assert crop.rgb.shape == (size, size, 3) and crop.rgb.dtype == np.uint8
+    assert crop.mask.shape == (size, size) and crop.mask.dtype == np.bool_
+    x0, y0, x1, y1 = crop.box
+    assert x1 - x0 == y1 - y0 >= 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    depth=hnp.arrays(st.sampled_from([np.float32, np.float64]), st.tuples(st.integers(0, 40), st.integers(0, 40)),
+                     elements=st.one_of(st.floats(0.25, 3.0, width=32), st.floats(width=32))),
+    labels=hnp.arrays(st.sampled_from([np.uint8, np.uint16, np.int32, np.int64]),
+                      st.tuples(st.integers(1, 30), st.integers(1, 30))),
+)
+def test_segmenters_property_only_lists(depth, labels):
+    K = S.default_intrinsics(max(depth.shape[1], 1), max(depth.shape[0], 1))
+    for dets in (segment_depth(depth, K, stride=2, min_pixels=1, min_object_size=0.0),
+                 segment_labels(labels, min_pixels=1)):
+        assert isinstance(dets, list)
+        for d in dets:
+            assert d.mask.dtype == np.bool_ and d.mask.any()
+            x0, y0, x1, y1 = d.box
+            assert d.mask[y0:y1, x0:x1].sum() == d.mask.sum()
+    rgb = np.repeat((labels.astype(np.int64) % 256).astype(np.uint8)[..., None], 3, axis=2)
+    assert isinstance(segment_color(rgb, min_pixels=1), list)
+
+
 # --- placement ------------------------------------------------------------------------------------------
 
 
@@ -316,10 +359,6 @@ def test_placement_rejects_bad_input():
         place_mesh(v, K, mask, points=np.zeros((4, 2)))
     with pytest.raises(ValueError):
         place_mesh(v, K, mask, default_distance=-1.0)
-
-
-finite = st.floats(-1e6, 1e6, allow_nan=False, width=32)
-any_float = st.floats(allow_nan=True, allow_infinity=True, width=64)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -39,13 +39,19 @@ class Crop:
 def square_box(box, padding: float = 0.15) -> tuple[int, int, int, int]:
     """Square integer region centred on ``box`` (x0, y0, x1, y1; x1/y1 exclusive).
 
-    The side is ``ceil(max(w, h) * (1 + 2 * padding))`` pixels (at least 1), so ``padding`` is the margin on
-    each side as a fraction of the longer box side. The result may extend past the image.
+    The side is ``ceil(max(w, h) * (1 + 2 * padding))`` pixels (at least 1), so ``padding`` (0..100) is the
+    margin on each side as a fraction of the longer box side. The result may extend past the image.
     """
-    x0, y0, x1, y1 = (int(v) for v in box)
+    try:
+        b = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"box must be 4 numbers (x0, y0, x1, y1): {exc}") from None
+    if b.shape != (4,) or not np.all(np.isfinite(b)) or np.abs(b).max() > 1e9:
+        raise ValueError(f"box must be 4 finite pixel coordinates, got {box}")
+    x0, y0, x1, y1 = (int(v) for v in b)
     if x1 <= x0 or y1 <= y0:
         raise ValueError(f"box must have x1 > x0 and y1 > y0, got {box}")
-    if not (np.isfinite(padding) and padding >= 0):
+    if not (np.isfinite(padding) and 0 <= padding <= 100):
         raise ValueError(f"padding must be finite and >= 0, got {padding}")
     side = max(1, int(np.ceil(max(x1 - x0, y1 - y0) * (1.0 + 2.0 * padding) - 1e-9)))
     # Same centre (in doubled integer units to stay exact): (x0 + x1) / 2 -> left = centre - side / 2.
@@ -83,11 +89,13 @@ def make_crop(rgb: np.ndarray, mask: np.ndarray, box, size: int, padding: float 
     mask = np.asarray(mask)
     if mask.shape != rgb.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} differs from image size {rgb.shape[:2]}")
+    if not isinstance(size, (int, np.integer)) or not 1 <= size <= 4096:
+        raise ValueError(f"crop size must be an int in [1, 4096], got {size!r}")
     size = int(size)
-    if size < 1:
-        raise ValueError(f"crop size must be >= 1, got {size}")
     region = square_box(box, padding)
     side = region[2] - region[0]
+    if side > 8 * max(rgb.shape[:2]) + 8:
+        raise ValueError(f"crop side {side} px is far larger than the image {rgb.shape[:2]}")
     interp = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
     crop_rgb = cv2.resize(_cut(rgb, region), (size, size), interpolation=interp)
     cover = cv2.resize(_cut(mask.astype(np.float32), region), (size, size), interpolation=interp)

@@ -72,8 +72,9 @@ def check_depth(depth, shape: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"depth size {depth.shape} differs from image size {tuple(shape)}")
     if not np.issubdtype(depth.dtype, np.floating):
         raise ValueError(f"depth must be float metres, got {depth.dtype} (convert 16UC1 millimetres first)")
-    out = depth.astype(np.float32, copy=True)
-    out[~(np.isfinite(out) & (out > 0))] = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = depth.astype(np.float32, copy=True)  # beyond float32 -> inf -> invalid
+        out[~(np.isfinite(out) & (out > 0))] = 0.0
     return out
 
 

@@ -89,6 +89,15 @@ class PipelineConfig:
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
             if (name in positive and value <= 0) or value < 0:
                 raise ValueError(f"{name} must be {'> 0' if name in positive else '>= 0'}, got {value}")
+            if isinstance(getattr(type(self), name), int):
+                if value != int(value):
+                    raise ValueError(f"{name} must be an integer, got {value}")
+                setattr(self, name, int(value))
+        for name in ("add_observed_points", "debug_image"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.crop_padding > 100 or self.crop_size > 4096:
+            raise ValueError("crop_padding must be <= 100 and crop_size <= 4096")
         if not 0 < self.debug_scale <= 1:
             raise ValueError(f"debug_scale must be in (0, 1], got {self.debug_scale}")
         if not 0 < self.max_area_fraction <= 1:
@@ -192,8 +201,7 @@ class PerceptionPipeline:
             raise TypeError("predictor must have a predict(rgb, mask) method")
         self.predictor = predictor
         self.config = config
-        size = config.crop_size or int(getattr(predictor, "input_size", 0) or 64)
-        self.crop_size = size
+        self.crop_size = int(config.crop_size or getattr(predictor, "input_size", 0) or 64)
         self._dibr_failed = config.debug_renderer == "opencv"
 
     @property

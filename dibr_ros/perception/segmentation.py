@@ -236,9 +236,9 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         ga, gb, gc = (np.linalg.inv(K).T @ n).astype(np.float32)
     items = []
     for j, k in enumerate(keep, start=1):
-        rows, cols = np.nonzero(grown == j)
-        ry0, ry1 = rows.min() * stride, min(H, (rows.max() + 1) * stride)
-        rx0, rx1 = cols.min() * stride, min(W, (cols.max() + 1) * stride)
+        rows, cols = np.nonzero(lab_small == j)  # (grown may lose j where a neighbour's label is larger)
+        ry0, ry1 = max(0, rows.min() - 1) * stride, min(H, (rows.max() + 2) * stride)
+        rx0, rx1 = max(0, cols.min() - 1) * stride, min(W, (cols.max() + 2) * stride)
         sub = depth[ry0:ry1, rx0:rx1]
         # Upsample by index: full pixel (y, x) lies in low-resolution cell (y // stride, x // stride).
         yi = np.arange(ry0, ry1) // stride
@@ -296,11 +296,15 @@ def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: flo
     ring[b:h - b, b:w - b] = False
     samples = lab[ring].reshape(-1, 3)
     weight = np.array([0.5, 1.0, 1.0], np.float32)
-    k = int(min(3, len(samples)))
-    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
-    cv2.setRNGSeed(0)
-    _, assign, centres = cv2.kmeans(samples * weight, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
-    assign = assign.ravel()
+    if len(samples) < 16:  # too few border pixels to cluster: one colour
+        k, assign, centres = 1, np.zeros(len(samples), np.int32), (samples * weight).mean(axis=0, keepdims=True)
+    else:
+        k = 3
+        criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+        cv2.setRNGSeed(0)
+        _, assign, centres = cv2.kmeans(np.ascontiguousarray(samples * weight), k, None, criteria, 2,
+                                        cv2.KMEANS_PP_CENTERS)
+        assign = assign.ravel()
     thresholds = []
     kept = []
     for c in range(k):
