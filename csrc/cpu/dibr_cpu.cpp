@@ -289,7 +289,8 @@ void soft_mask_backward_task(const Grid<T>& g, const T* grad, const T* fvi, cons
 // Sums the per-task buffers (tasks, F, K) over the bands of each batch element, in band order.
 template <typename T>
 void reduce_bands(const std::vector<double>& acc, const Split& s, int64_t B, int64_t FK, T* out) {
-  at::parallel_for(0, B * FK, 4096, [&](int64_t i0, int64_t i1) {
+  // Cheap (one add per band and entry): a large grain keeps it serial, saving a thread wake-up.
+  at::parallel_for(0, B * FK, 1 << 18, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; i++) {
       const int64_t b = i / FK, j = i % FK;
       double sum = 0;
