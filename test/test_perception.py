@@ -452,6 +452,8 @@ def test_merge_clouds():
     assert xyz.shape == (0, 3) and inst.dtype == np.int32
     with pytest.raises(ValueError):
         merge_clouds([(np.zeros((3, 3)), np.ones((2, 3)), 1)])
+    with pytest.raises(ValueError, match="int32"):
+        merge_clouds([(np.zeros((3, 3)), np.ones((3, 3)), 2**31)])
 
 
 # --- pipeline -------------------------------------------------------------------------------------------
@@ -513,6 +515,10 @@ def test_pipeline_modes_observed_points_and_rgb_only(sphere_scene):
         obs = o.points[100:]
         ob = objects[o.instance - 1]  # labels are the true ids
         assert np.abs(np.linalg.norm(obs - ob.center, axis=1) - ob.radius).max() < 0.01 * ob.radius
+    # Label values beyond int32 cannot be cloud instance ids: objects are numbered by position instead.
+    big = pipe.process(frame["rgb"], K, labels=frame["labels"].astype(np.int64) << 40)
+    assert [o.instance for o in big.objects] == list(range(1, len(objects) + 1))
+    assert big.cloud()[2].max() == len(objects)
     rgb_only = PerceptionPipeline(S.SpherePredictor(), {"default_distance": 0.9})
     res = rgb_only.process(frame["rgb"], K)
     assert res.segmentation == "color" and len(res.objects) == len(objects)

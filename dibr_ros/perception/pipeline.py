@@ -122,7 +122,9 @@ class ObjectResult:
     Attributes:
         vertices (V, 3) float32, faces (F, 3) int64, colors (V, 3) float32 [0, 1]: placed mesh.
         points (P, 3) float32, point_colors (P, 3) float32 [0, 1]: surface samples (+ observed points).
-        detection: the :class:`Detection`; instance: point-cloud instance id (= detection.label).
+        detection: the :class:`Detection`.
+        instance: point-cloud instance id: detection.label when it fits an int32, else the object's 1-based
+            position in the frame.
         scale_m: metres per view-frame unit (bounding-sphere radius of a normalised prediction).
         center (3,) float64: object centre. placement: the full :class:`Placement`. crop: the :class:`Crop`.
     """
@@ -137,10 +139,7 @@ class ObjectResult:
     center: np.ndarray
     placement: Placement
     crop: Crop
-
-    @property
-    def instance(self) -> int:
-        return int(self.detection.label)
+    instance: int
 
 
 @dataclass
@@ -337,7 +336,8 @@ class PerceptionPipeline:
             objects.append(ObjectResult(
                 vertices=placement.apply(verts[i]), faces=faces, colors=np.clip(colors[i], 0.0, 1.0),
                 points=points, point_colors=point_colors, detection=det, scale_m=placement.scale,
-                center=placement.center, placement=placement, crop=crop))
+                center=placement.center, placement=placement, crop=crop,
+                instance=int(det.label) if 0 < det.label < 2**31 else i + 1))
             t_sample += (time.perf_counter() - ts) * 1e3
         return objects, warnings, t_place, t_sample
 

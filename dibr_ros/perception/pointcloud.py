@@ -102,6 +102,8 @@ def merge_clouds(parts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         c = np.asarray(colors, dtype=np.float32).reshape(-1, 3)
         if len(p) != len(c):
             raise ValueError(f"points ({len(p)}) and colors ({len(c)}) differ in length")
+        if not -(2**31) <= int(instance) < 2**31:
+            raise ValueError(f"instance id {instance} does not fit an int32")
         xyz.append(p)
         rgb.append(c)
         inst.append(np.full(len(p), int(instance), np.int32))
