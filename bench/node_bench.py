@@ -186,10 +186,14 @@ def scenario(n_objects, args, env, weights, domain, tmpdir):
         time.sleep(0.6)
         with client.lock:
             diag = dict(client.diag or {})
-        out["e2e_ms"] = {"p50": pct(e2e, 50), "p95": pct(e2e, 95), "n": len(e2e)}
+        out["e2e_ms"] = {"p50": pct(e2e, 50), "p95": pct(e2e, 95), "n": len(e2e), "all": [round(x, 1) for x in e2e]}
         # The diagnostics window (last 300 frames) spans warm-up + measured frames here.
         out["node_ms"] = {"p50": float(diag["latency_node_total_p50_ms"]),
                           "p95": float(diag["latency_node_total_p95_ms"])}
+        out["image_to_points_ms"] = {"p50": float(diag["latency_image_to_points_p50_ms"]),
+                                     "p95": float(diag["latency_image_to_points_p95_ms"])}
+        out["stages_p95_ms"] = {k[len("latency_"):-len("_p95_ms")]: float(v) for k, v in diag.items()
+                                if k.startswith("latency_") and k.endswith("_p95_ms")}
         out["stages_p50_ms"] = {k[len("latency_"):-len("_p50_ms")]: float(v) for k, v in diag.items()
                                 if k.startswith("latency_") and k.endswith("_p50_ms")}
         out["objects_found"] = int(diag["objects_last_frame"])
@@ -249,10 +253,13 @@ def main() -> int:
     for n in args.objects:
         results[n] = scenario(n, args, env, weights, domain, tmpdir)
         r = results[n]
-        print(f"{n} object(s) [{r['objects_found']} found]: node p50 {r['node_ms']['p50']:.1f} ms, "
-              f"p95 {r['node_ms']['p95']:.1f} ms; e2e p50 {r['e2e_ms']['p50']:.1f} ms, p95 {r['e2e_ms']['p95']:.1f} ms "
-              f"(n={r['e2e_ms']['n']})", flush=True)
-        print("   stages p50 ms: " + ", ".join(f"{k} {v:.1f}" for k, v in r["stages_p50_ms"].items()), flush=True)
+        i2p, nd, e2e = r["image_to_points_ms"], r["node_ms"], r["e2e_ms"]
+        print(f"{n} object(s) [{r['objects_found']} found]: image arrival -> points p50 {i2p['p50']:.1f} ms, "
+              f"p95 {i2p['p95']:.1f} ms; complete set -> points p50 {nd['p50']:.1f}, p95 {nd['p95']:.1f} ms; "
+              f"e2e p50 {e2e['p50']:.1f}, p95 {e2e['p95']:.1f} ms (n={e2e['n']})", flush=True)
+        print("   stages p50/p95 ms: " + ", ".join(f"{k} {v:.1f}/{r['stages_p95_ms'][k]:.1f}"
+                                                   for k, v in r["stages_p50_ms"].items()), flush=True)
+        print(f"   e2e per frame ms: {e2e['all']}", flush=True)
         b = r["burst"]
         print(f"   {b['rate_hz']:.0f} Hz burst: sent {b['sent']}, node received {b['received_by_node']}, processed "
               f"{b['processed']}, dropped (newest wins) {b['dropped_newer']}, unmatched {b['dropped_unmatched']}, "

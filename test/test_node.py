@@ -327,7 +327,7 @@ def test_diagnostics(rig):
     assert kv["device"].startswith("cpu")
     for key in ("input_rate_hz", "frames_received", "frames_dropped_newer", "frames_dropped_unmatched",
                 "frames_rejected", "latency_predict_p50_ms", "latency_predict_p95_ms", "latency_total_p95_ms",
-                "latency_node_total_p50_ms", "last_error"):
+                "latency_node_total_p50_ms", "latency_image_to_points_p95_ms", "last_error"):
         assert key in kv, key
     assert float(kv["latency_node_total_p95_ms"]) >= float(kv["latency_predict_p50_ms"]) > 0
     assert kv["last_error"].startswith("[/")  # names the topic (the missing CameraInfo before)
@@ -528,7 +528,7 @@ def test_external_label_map_with_thousands_of_labels(tmp_path_factory, scene):
     """In-process node (no DDS traffic needed): use_external_masks, RGB-only, a 16UC1 map with 5000 labels."""
     from rclpy.parameter import Parameter
 
-    from dibr_ros.ros.perception_node import PerceptionNode
+    from dibr_ros.ros.perception_node import PerceptionNode, StartupError
 
     frame, objects, K, _ = scene
     labels = np.zeros((H, W), np.uint16)
@@ -557,6 +557,10 @@ def test_external_label_map_with_thousands_of_labels(tmp_path_factory, scene):
         assert res.successful and node._pipeline.config.points_per_object == 64
         assert not node.set_parameters([Parameter("device", value="cuda")])[0].successful
         assert not node.set_parameters([Parameter("crop_padding", value=5.0)])[0].successful  # out of range
+        # Startup refuses a missing weights file with a one-line reason.
+        bad = [Parameter("device", value="cpu"), Parameter("weights", value="/nonexistent/w.pt")]
+        with pytest.raises(StartupError, match="cannot load weights '/nonexistent/w.pt'"):
+            PerceptionNode(context=ctx, parameter_overrides=bad)
         # A label map of another size is refused with the topic named.
         with pytest.raises(ValueError, match="mask is 10x10"):
             node._decode({"image": cv.numpy_to_image(frame["rgb"], "rgb8", h),
@@ -566,3 +570,19 @@ def test_external_label_map_with_thousands_of_labels(tmp_path_factory, scene):
             node.close()
             node.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def test_device_resolution():
+    import torch
+
+    from dibr_ros.ros.perception_node import StartupError, resolve_device
+
+    assert resolve_device("cpu", strict=True) == ("cpu", None)
+    assert resolve_device("auto", strict=True)[0] == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(StartupError, match="invalid device 'gpu0'"):
+        resolve_device("gpu0", strict=False)
+    if not torch.cuda.is_available():
+        dev, warning = resolve_device("cuda:1", strict=False)
+        assert dev == "cpu" and "falling back to cpu" in warning
+        with pytest.raises(StartupError, match="CUDA is not available"):
+            resolve_device("cuda", strict=True)

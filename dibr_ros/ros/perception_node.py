@@ -240,8 +240,12 @@ class PerceptionNode(Node):
         self.stats = NodeStats()
         self._stop = threading.Event()
         self._slot = LatestSlot()
-        self._arrivals: dict[int, float] = {}  # image stamp (ns) -> arrival time, for node_total latency
+        self._arrivals: dict[int, float] = {}  # image stamp (ns) -> arrival time, for image_to_points latency
         self._arrivals_lock = threading.Lock()
+        self._info: CameraInfo | None = None  # latest CameraInfo and its K (None if that one was invalid)
+        self._info_K: np.ndarray | None = None
+        self._last_image_ns: int | None = None
+        self._unmatched_since: float | None = None  # first image arrival not yet matched to its partners
 
         for spec in PARAMETERS:
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
@@ -275,7 +279,6 @@ class PerceptionNode(Node):
         if self.p["use_depth"]:
             sub = self._subscribe(Image, "depth", qos, lambda m: self._on_aux("depth", m, DEPTH_ENCODINGS))
             self._topics["depth"] = sub.topic_name
-            self._sub_depth = sub
             streams.append("depth")
             self._log.info(f"objects with < min_depth_points valid depth pixels are placed RGB-only: "
                            f"{self._pipeline.rgb_assumption}")
@@ -285,14 +288,9 @@ class PerceptionNode(Node):
             sub = self._subscribe(Image, "instance_mask", qos,
                                   lambda m: self._on_aux("instance_mask", m, MASK_ENCODINGS))
             self._topics["instance_mask"] = sub.topic_name
-            self._sub_mask = sub
             streams.append("instance_mask")
         self._streams = tuple(streams)
         self._matcher = make_matcher(streams, self.p["sync_slop"], self.p["sync_exact"], self.p["sync_queue_size"])
-        self._info: CameraInfo | None = None
-        self._info_K: np.ndarray | None = None
-        self._last_image_ns: int | None = None
-        self._unmatched_since: float | None = None  # first image arrival not yet matched to its partners
 
         self._diag_timer = self.create_timer(float(self.p["diagnostic_period"]), self._diagnostics_tick)
         self._worker = threading.Thread(target=self._work, name="dibr_perception_worker", daemon=True)
@@ -443,7 +441,9 @@ class PerceptionNode(Node):
             return
         self._unmatched_since = None
         self.stats.count("matched")
-        self._slot.put(dict(zip(self._streams, matched)))
+        frame = dict(zip(self._streams, matched))
+        frame["matched_at"] = time.monotonic()
+        self._slot.put(frame)
         self.stats.set_count("dropped_newer", self._slot.dropped)
 
     # ------------------------------------------------------------------------------------------- worker
@@ -524,8 +524,13 @@ class PerceptionNode(Node):
         self._publish(img.header, result)
         now = time.perf_counter()
         self.stats.latency("publish", (now - t1) * 1e3)
+        done = time.monotonic()
+        # node_total: complete frame set (image + partners) -> published; image_to_points: image arrival ->
+        # published, which also holds any wait for a late depth/mask message.
+        if "matched_at" in frame:
+            self.stats.latency("node_total", (done - frame["matched_at"]) * 1e3)
         if arrival is not None:
-            self.stats.latency("node_total", (time.monotonic() - arrival) * 1e3)
+            self.stats.latency("image_to_points", (done - arrival) * 1e3)
         self.stats.frame_ok(len(result.objects))
 
     def _publish(self, header, result) -> None:
