@@ -334,7 +334,8 @@ class PerceptionPipeline:
                 obs_col = rgb[pix[:, 0], pix[:, 1]].astype(np.float32) / 255.0
                 point_colors = np.concatenate([point_colors, obs_col])
             objects.append(ObjectResult(
-                vertices=placement.apply(verts[i]), faces=faces, colors=np.clip(colors[i], 0.0, 1.0),
+                vertices=placement.apply(verts[i]), faces=faces,
+                colors=np.clip(np.nan_to_num(colors[i], nan=0.5), 0.0, 1.0),
                 points=points, point_colors=point_colors, detection=det, scale_m=placement.scale,
                 center=placement.center, placement=placement, crop=crop,
                 instance=int(det.label) if 0 < det.label < 2**31 else i + 1))

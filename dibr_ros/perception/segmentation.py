@@ -221,7 +221,7 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         size = np.linalg.norm(maxs - mins, axis=1)
     keep = [k for k in range(1, count + 1)
             if npix[k] * stride * stride >= min_pixels and min_object_size <= size[k] <= max_object_size]
-    keep = sorted(keep, key=lambda k: -npix[k])[:max_objects]
+    keep = sorted(keep, key=lambda k: -npix[k])[:min(max_objects, 65535)]
     if not keep:
         return []
 
@@ -248,13 +248,11 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         lab = np.where(own > 0, own, near)
         lo = mins[k, 2] - cluster_distance
         hi = maxs[k, 2] + cluster_distance
-        m = (lab == j) & (sub >= lo) & (sub <= hi)
+        m = (lab == j) & (sub > 0) & (sub >= lo) & (sub <= hi)
         if plane is not None:
             g = (ga * np.arange(rx0, rx1, dtype=np.float32))[None, :] + \
                 (gb * np.arange(ry0, ry1, dtype=np.float32))[:, None] + gc
             m &= sub * g + np.float32(d) > min_height
-        else:
-            m &= sub > 0
         if m.sum() >= min_pixels:
             items.append((m, (rx0, ry0), 1.0, None))
     return _finish(items, (H, W), depth, K, max_objects)
@@ -330,7 +328,7 @@ def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: flo
     area_full = stats[:, cv2.CC_STAT_AREA] * stride * stride
     cand = [c for c in range(1, count)
             if min_pixels <= area_full[c] <= max_area_fraction * H * W]
-    cand = sorted(cand, key=lambda c: -area_full[c])[:max_objects]
+    cand = sorted(cand, key=lambda c: -area_full[c])[:min(max_objects, 65535)]
     if not cand:
         return []
     remap = np.zeros(count, dtype=np.uint16)
