@@ -111,6 +111,9 @@ def test_depth_segmentation_limits(scene):
     # Objects whose observed extent is below min_object_size are dropped.
     assert segment_depth(frame["depth"], K, min_object_size=max(sizes) * 1.5, max_object_size=5.0) == []
     assert segment_depth(frame["depth"], K, min_pixels=10**7) == []
+    largest = max(d.mask.sum() for d in all_dets)
+    capped = segment_depth(frame["depth"], K, max_area_fraction=(largest - 1) / frame["depth"].size)
+    assert len(capped) == len(objects) - 1 and all(d.mask.sum() < largest for d in capped)
 
 
 def test_depth_segmentation_ignores_invalid_depth(scene):
@@ -175,7 +178,8 @@ def test_object_filling_the_frame_does_not_crash():
     assert (frame["labels"] == 1).all()
     for dets in (segment_depth(frame["depth"], K), segment_color(frame["rgb"]), segment_labels(frame["labels"])):
         assert isinstance(dets, list)
-    pipe = PerceptionPipeline(S.SpherePredictor(), {"min_object_size": 0.0, "max_object_size": 5.0})
+    pipe = PerceptionPipeline(S.SpherePredictor(), {"min_object_size": 0.0, "max_object_size": 5.0,
+                                                     "max_area_fraction": 1.0})
     result = pipe.process(frame["rgb"], K, depth=frame["depth"], labels=frame["labels"])
     assert len(result.objects) == 1
     obj = result.objects[0]

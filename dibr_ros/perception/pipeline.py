@@ -28,8 +28,9 @@ class PipelineConfig:
         plane_distance [m]: RANSAC inlier distance. min_height [m]: points nearer the plane are table.
         cluster_distance [m]: depth jump separating objects. max_depth [m]: farther depth is ignored.
         min_object_size, max_object_size [m]: bounds on an object's observed 3D extent (depth mode).
-        min_object_pixels [px]: minimum mask area. max_objects: keep the largest this many.
-        color_threshold [Lab distance], color_stride [px], max_area_fraction: colour segmenter.
+        min_object_pixels [px]: minimum mask area; max_area_fraction: maximum mask area as a fraction of the
+            image (both segmenters). max_objects: keep the largest this many.
+        color_threshold [Lab distance], color_stride [px]: colour segmenter.
     Crops:
         crop_size [px]: side of the square network input; 0 = the predictor's ``input_size`` (64 if none).
         crop_padding: margin per side, fraction of the longer box side.
@@ -60,7 +61,7 @@ class PipelineConfig:
     max_objects: int = 10
     color_threshold: float = 18.0
     color_stride: int = 2
-    max_area_fraction: float = 0.8
+    max_area_fraction: float = 0.9
     crop_size: int = 0
     crop_padding: float = 0.15
     default_distance: float = 1.0
@@ -233,7 +234,7 @@ class PerceptionPipeline:
                                  min_height=c.min_height, cluster_distance=c.cluster_distance,
                                  min_object_size=c.min_object_size, max_object_size=c.max_object_size,
                                  min_pixels=c.min_object_pixels, max_objects=c.max_objects,
-                                 max_depth=c.max_depth)
+                                 max_area_fraction=c.max_area_fraction, max_depth=c.max_depth)
         else:
             dets = segment_color(rgb, stride=c.color_stride, color_threshold=c.color_threshold,
                                  min_pixels=c.min_object_pixels, max_area_fraction=c.max_area_fraction,

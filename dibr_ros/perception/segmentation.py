@@ -144,7 +144,7 @@ def _components(valid: np.ndarray, z: np.ndarray, tol: np.ndarray) -> tuple[int,
 def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, min_height: float = 0.01,
                   cluster_distance: float = 0.02, min_object_size: float = 0.02,
                   max_object_size: float = 0.6, min_pixels: int = 100, max_objects: int = 10,
-                  max_depth: float = 10.0, plane_iterations: int = 128,
+                  max_area_fraction: float = 1.0, max_depth: float = 10.0, plane_iterations: int = 128,
                   min_plane_fraction: float = 0.15) -> list[Detection]:
     """Tabletop segmentation from depth: dominant plane by RANSAC (:func:`fit_plane`), points above it
     clustered.
@@ -164,7 +164,8 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         min_height: points closer to the plane than this (m) are table.
         cluster_distance: depth jump (m) that separates two objects.
         min_object_size, max_object_size: bounds (m) on the diagonal of an object's observed 3D bounding box.
-        min_pixels: minimum full-resolution mask area (pixels).
+        min_pixels: minimum full-resolution mask area (pixels); max_area_fraction: maximum area as a
+            fraction of the image.
         max_objects: keep at most this many (largest first).
         max_depth: ignore depth beyond this (m).
     Returns:
@@ -219,8 +220,9 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         np.maximum.at(maxs[:, a], comp_on, pts_on[:, a])
     with np.errstate(invalid="ignore"):
         size = np.linalg.norm(maxs - mins, axis=1)
+    area = npix * stride * stride
     keep = [k for k in range(1, count + 1)
-            if npix[k] * stride * stride >= min_pixels and min_object_size <= size[k] <= max_object_size]
+            if min_pixels <= area[k] <= max_area_fraction * H * W and min_object_size <= size[k] <= max_object_size]
     keep = sorted(keep, key=lambda k: -npix[k])[:min(max_objects, 65535)]
     if not keep:
         return []
@@ -253,7 +255,7 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
             g = (ga * np.arange(rx0, rx1, dtype=np.float32))[None, :] + \
                 (gb * np.arange(ry0, ry1, dtype=np.float32))[:, None] + gc
             m &= sub * g + np.float32(d) > min_height
-        if m.sum() >= min_pixels:
+        if min_pixels <= m.sum() <= max_area_fraction * H * W:
             items.append((m, (rx0, ry0), 1.0, None))
     return _finish(items, (H, W), depth, K, max_objects)
 
