@@ -334,16 +334,24 @@ def test_config_validation(tmp_path):
 
 
 def test_ddp_two_gloo_processes(tmp_path):
+    """Two gloo ranks started the way torchrun starts them (env://), without the launcher process."""
+    import socket
+
     run = tmp_path / "ddp"
     cfg = _tiny_train_config(run, steps=3)
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(cfg))
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "dibr_ros.model.train", "--config", str(cfg_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
+               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2")
+    procs = [subprocess.Popen([sys.executable, "-m", "dibr_ros.model.train", "--config", str(cfg_path)], cwd=REPO,
+                              env=dict(env, RANK=str(r), LOCAL_RANK=str(r)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
     st = torch.load(run / "train_state.pt", weights_only=True)
     assert st["world"] == 2 and st["step"] == 3 and len(st["data"]) == 2
     assert not torch.equal(st["data"][0]["generator"], st["data"][1]["generator"])  # ranks see different data
