@@ -62,7 +62,10 @@ def _soup(seed, batch, faces, dim, dtype, big=0, degenerate=0):
     return [t.to(dtype) for t in (fvz, fvi, feat, nz)]
 
 
-def _compare_with_cpu(inputs, height, width, grad_tol, **kw):
+def _compare_with_cpu(inputs, height, width, **kw):
+    """CUDA vs C++ backend. The vertex gradients differ by design in the soft band: the CUDA kernels use
+    Kaolin's (1 - A) / (1 - p + 1e-7) for prod_{j != k} (1 - p_j) (the C++ backend forms the exact
+    product), a difference of the same size as between Kaolin and an exact implementation (README)."""
     cpu = _render(inputs, height, width, "cpu", **kw)
     cuda = _render([t.cuda() for t in inputs], height, width, "cuda", **kw)
     same = cpu[2] == cuda[2].cpu()
@@ -71,8 +74,8 @@ def _compare_with_cpu(inputs, height, width, grad_tol, **kw):
     for a, b in zip(cuda[:2], cpu[:2]):
         assert a.dtype == b.dtype and a.shape == b.shape
         assert _rel(a.cpu()[same], b[same]) <= 1e-5
-    assert _rel(cuda[3], cpu[3]) <= grad_tol
-    assert _rel(cuda[4], cpu[4]) <= grad_tol
+    assert _rel(cuda[3], cpu[3]) <= 1e-3
+    assert _rel(cuda[4], cpu[4]) <= 1e-4
     return cuda
 
 
@@ -103,26 +106,25 @@ def test_kaolin_conformance(cases, index):
 def test_matches_cpu_backend(dtype, height, width, dim, knum, boxlen):
     """Many faces over several tiles (huge, zero-area, culled and off-screen ones included), D up to 16."""
     inputs = _soup(height * 7 + dim, 3, 1500, dim, dtype, big=3, degenerate=5)
-    tol = 1e-4 if dtype == torch.float32 else 1e-9
-    cuda = _compare_with_cpu(inputs, height, width, tol, knum=knum, boxlen=boxlen)
+    cuda = _compare_with_cpu(inputs, height, width, knum=knum, boxlen=boxlen)
     assert (cuda[2] >= 0).any() and (cuda[2] < 0).any()
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (1, 7), (5, 1), (3, 2), (17, 16), (35, 31)])
 def test_tiny_and_non_square_images(height, width):
     inputs = _soup(height * 100 + width, 2, 40, 2, torch.float64, big=1)
-    _compare_with_cpu(inputs, height, width, 1e-9, boxlen=0.3)
+    _compare_with_cpu(inputs, height, width, boxlen=0.3)
 
 
 def test_large_batch_beyond_grid_limit():
     """B > 65535 exercises the batch loop of the tile kernels."""
     inputs = _soup(5, 65537, 2, 1, torch.float32, big=1)
-    _compare_with_cpu(inputs, 2, 3, 1e-4, boxlen=0.5)
+    _compare_with_cpu(inputs, 2, 3, boxlen=0.5)
 
 
 def test_many_faces():
     inputs = _soup(11, 1, 100_000, 3, torch.float32, big=2)
-    _compare_with_cpu(inputs, 96, 128, 1e-4)
+    _compare_with_cpu(inputs, 96, 128)
 
 
 def test_no_faces_is_background():
@@ -154,3 +156,17 @@ def test_backward_is_deterministic():
     assert torch.equal(first[3], second[3]) and torch.equal(first[4], second[4])
     for a, b in zip(first[:3], second[:3]):
         assert torch.equal(a, b)
+
+
+def test_tie_goes_to_first_face_across_chunks():
+    """Identical faces at indices 10, 255, 256 and 600 (different 256-face chunks): the first one wins."""
+    fvz, fvi, feat, nz = _soup(2, 1, 700, 1, torch.float32)
+    fvi[:, :] = fvi[:, :] * 0.01 + 5.0  # everything off-screen ...
+    big = torch.tensor([[-3.0, -3.0], [3.0, -3.0], [0.0, 3.0]])
+    for i in (600, 256, 255, 10):  # ... except four copies of one big face
+        fvi[0, i], fvz[0, i], nz[0, i], feat[0, i] = big, -2.0, 1.0, float(i)
+    features, soft, face_idx = dibr_rasterize(20, 40, fvz.cuda(), fvi.cuda(), feat.cuda(), nz.cuda(),
+                                              backend="cuda")
+    assert (face_idx == 10).all()
+    torch.testing.assert_close(features.cpu(), torch.full((1, 20, 40, 1), 10.0))
+    assert (soft == 1).all()
