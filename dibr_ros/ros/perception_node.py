@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
+import rclpy.exceptions
+import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
@@ -597,6 +599,12 @@ class PerceptionNode(Node):
         self._worker.join(timeout_s)
 
 
+# Raised by declare_parameter for overrides of the wrong type or out of range (names differ across distros).
+_PARAMETER_ERRORS = tuple(getattr(rclpy.exceptions, name) for name in (
+    "ParameterException", "InvalidParameterValueException", "InvalidParameterTypeException",
+    "InvalidParameterException") if hasattr(rclpy.exceptions, name))
+
+
 def main(args=None) -> int:
     """Console script ``perception_node``. Exit status 0 on SIGINT, 1 on a startup error."""
     rclpy.init(args=args)
@@ -610,7 +618,7 @@ def main(args=None) -> int:
     except StartupError as exc:
         (node.get_logger() if node else rclpy.logging.get_logger(NODE_NAME)).fatal(str(exc))
         code = 1
-    except rclpy.exceptions.ParameterException as exc:
+    except _PARAMETER_ERRORS as exc:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"bad parameter: {exc}")
         code = 1
     finally:
