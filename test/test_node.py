@@ -60,7 +60,25 @@ def test_stamp_matcher_exact_and_approximate():
     out = m.add("depth", _stamped(6, 10_000_000))  # 10 ms off image 6
     assert [x.header.frame_id for x in out] == ["6.0", "6.10000000"]
     assert m.dropped == 1  # image 5 (older than the match); depth 7 stays (newer)
-    assert m.add("image", _stamped(7, 15_000_000))[1].header.frame_id == "7.0"
+    assert m.add("image", _stamped(7, 15_000_000)) is None  # depth 7.0 is 15 ms off and nothing newer yet
+    out = m.add("depth", _stamped(7, 25_000_000))  # 10 ms off: the closer partner wins
+    assert [x.header.frame_id for x in out] == ["7.15000000", "7.25000000"]
+
+
+def test_stamp_matcher_does_not_pair_with_a_stale_partner():
+    """30 Hz, depth arriving after its image: image k must wait for depth k, not take depth k-1 (33 ms)."""
+    m = StampMatcher(["image", "depth"], slop=0.05, queue_size=5)
+    period = 33_333_333
+    assert m.add("depth", _stamped(0, period, tag="d1")) is None  # its image was lost
+    assert m.add("image", _stamped(0, 2 * period, tag="i2")) is None  # d1 is within slop but stale
+    out = m.add("depth", _stamped(0, 2 * period, tag="d2"))
+    assert [x.header.frame_id for x in out] == ["i2", "d2"] and m.dropped == 1
+    # Partner stamps 10 ms before the image's: final once the next depth shows nothing closer comes.
+    m = StampMatcher(["image", "depth"], slop=0.05, queue_size=5)
+    assert m.add("depth", _stamped(0, period - 10_000_000, tag="d1")) is None
+    assert m.add("image", _stamped(0, period, tag="i1")) is None
+    out = m.add("depth", _stamped(0, 2 * period - 10_000_000, tag="d2"))
+    assert [x.header.frame_id for x in out] == ["i1", "d1"]
 
 
 def test_stamp_matcher_queue_bound_and_single_stream():

@@ -26,7 +26,10 @@ class StampMatcher:
 
     On every ``add`` it looks, from the newest ``names[0]`` message (the pivot, e.g. the image) backwards,
     for a set with one message per stream whose stamps are within ``slop`` seconds of the pivot's (equal
-    when ``slop == 0``); it returns the newest such set and discards it together with everything older.
+    when ``slop == 0``), each the closest of its stream; it returns the newest such set and discards it
+    together with everything older. A set is only final when, for every stream, the chosen stamp equals the
+    pivot's or the stream already holds a message newer than the pivot (so no closer one can still come):
+    at 30 Hz an image is not paired with the previous depth frame just because its own depth is late.
     Each stream keeps at most ``queue_size`` messages. ``dropped`` counts the messages discarded unmatched.
     """
 
@@ -66,6 +69,8 @@ class StampMatcher:
                 best = min(range(len(q)), key=lambda i: abs(q[i][0] - t), default=None)
                 if best is None or abs(q[best][0] - t) > self.slop_ns:
                     break
+                if q[best][0] != t and q[-1][0] <= t:
+                    break  # a closer partner may still arrive: wait (an older pivot may be final)
                 picked.append(best)
             else:
                 out = []
