@@ -120,11 +120,13 @@ class Client:
         rclpy.try_shutdown(context=self.ctx)
 
 
-def start_node(env, weights, device, debug, log_path):
+def start_node(env, weights, device, debug, log_path, extra=()):
     cmd = [sys.executable, "-m", "dibr_ros.ros.perception_node", "--ros-args",
            "--params-file", os.path.join(REPO, "config", "perception.yaml"),
            "-p", f"device:={device}", "-p", f"weights:={weights}", "-p", "input_reliability:=reliable",
            "-p", f"publish_debug_image:={'true' if debug else 'false'}", "-p", "diagnostic_period:=0.25"]
+    for kv in extra:
+        cmd += ["-p", kv]
     log = open(log_path, "wb")
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     t0 = time.monotonic()
@@ -159,7 +161,7 @@ def pct(x, q):
 def scenario(n_objects, args, env, weights, domain, tmpdir):
     frame, objects, K, _ = tabletop_scene(n_objects=n_objects, seed=1, width=W, height=H)
     proc, log = start_node(env, weights, args.device, not args.no_debug,
-                           os.path.join(tmpdir, f"node_{n_objects}.log"))
+                           os.path.join(tmpdir, f"node_{n_objects}.log"), args.param)
     client = Client(domain)
     out = {"objects_in_scene": len(objects)}
     try:
@@ -237,6 +239,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--burst-s", type=float, default=3.0)
     ap.add_argument("--no-debug", action="store_true", help="publish_debug_image:=false")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="extra node parameter (repeatable)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     import tempfile
@@ -247,7 +251,7 @@ def main() -> int:
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     weights, kind = weights_path(tmpdir)
     info = {"machine": f"{platform.node()} {os.cpu_count()} CPUs, load avg {os.getloadavg()}",
-            "weights": kind, "device": args.device, "debug_image": not args.no_debug,
+            "weights": kind, "device": args.device, "debug_image": not args.no_debug, "params": args.param,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     results = {}
     for n in args.objects:
