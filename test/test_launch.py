@@ -152,6 +152,7 @@ def test_rviz_config():
     topics = {cls.split("/")[-1]: d["Topic"]["Value"] for cls, d in displays.items() if "Topic" in d}
     assert topics == {"Image": f"{pn.NODE_NAME}/debug_image", "MarkerArray": f"{pn.NODE_NAME}/meshes",
                       "PointCloud2": f"{pn.NODE_NAME}/points"}
+    assert {t.split("/")[-1] for t in topics.values()} == set(pn.OUTPUT_TOPICS)
     assert displays["rviz_default_plugins/PointCloud2"]["Color Transformer"] == "RGB8"
     # Marker/cloud displays must request what the node offers (TRANSIENT_LOCAL, reliable).
     for cls in ("MarkerArray", "PointCloud2"):
