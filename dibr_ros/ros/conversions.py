@@ -427,6 +427,8 @@ def points_to_cloud(header: Header, xyz: np.ndarray, rgb: np.ndarray, instance: 
     instance = np.asarray(instance)
     if instance.shape != (n,):
         raise ValueError(f"instance must be ({n},), got {instance.shape}")
+    if rgb.dtype != np.uint8 and rgb.dtype.kind != "f":  # an int array would pass as [0, 1] floats: 1 -> 255
+        raise TypeError(f"rgb must be uint8 or float in [0, 1], got {rgb.dtype}")
     if rgb.dtype != np.uint8:
         rgb = np.clip(np.rint(np.nan_to_num(rgb.astype(np.float64)) * 255.0), 0, 255).astype(np.uint8)
     packed = (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2]
