@@ -67,6 +67,7 @@ TRAIN_DEFAULTS: dict = {
     "backend": "auto",
     "progress": True,
     "network": {},
+    "init_from": None,  # model checkpoint to start from (fine-tuning; fresh optimizer), ignored when resuming
 }
 
 
@@ -148,6 +149,14 @@ class Trainer:
             torch.set_num_threads(int(cfg["num_threads"]))
         torch.manual_seed(int(cfg["seed"]))
         self.net = DIBRNet(cfg["network"]).to(self.device)
+        self.parent = {}
+        if cfg["init_from"]:
+            pcfg, pstate, pmeta = load_checkpoint(cfg["init_from"])
+            if network_config(pcfg) != self.net.config:
+                raise ValueError(f"init_from {cfg['init_from']}: its network config differs from this run's")
+            self.net.load_state_dict(pstate)
+            self.parent = {"init_from": os.path.abspath(cfg["init_from"]),
+                           "iterations": int(pmeta.get("iterations", 0)), "wall_time_s": pmeta.get("wall_time_s", 0.0)}
         self.model = self.net
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -239,7 +248,8 @@ class Trainer:
             "data": {**_data_version(), "train_split": cfg["train_split"], "train_objects": self.num_train,
                      "val_split": cfg["val_split"], "val_objects": cfg["val_objects"], "views": cfg["views"],
                      "image_size": self.net.input_size, "distance": list(cfg["distance"])},
-            "iterations": self.step, "batch_size": int(cfg["batch_size"]), "world_size": self.world,
+            "iterations": self.step + self.parent.get("iterations", 0), "run_iterations": self.step,
+            "parent": self.parent, "batch_size": int(cfg["batch_size"]), "world_size": self.world,
             "samples_seen": self.step * int(cfg["batch_size"]) * self.world,
             "wall_time_s": round(self.elapsed, 1), "machine": _machine(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
