@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from .pointcloud import merge_clouds, sample_surface
 from .segmentation import SEGMENTATION_MODES, Detection, segment_color, segment_depth, segment_labels
 
 DEBUG_RENDERERS = ("auto", "dibr", "opencv")
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -152,7 +154,8 @@ class FrameResult:
         timings: ms per stage: segment, crop, predict, place, sample, debug, total.
         debug_image: (H, W, 3) uint8 overlay or None.
         segmentation: the segmentation mode used ("depth", "color" or "labels").
-        warnings: objects dropped and why (one line each).
+        warnings: objects dropped and why, and predictor faults handled in this frame (CUDA out of memory:
+            smaller batches, then the CPU), one line each; each fault is reported in one frame only.
     """
 
     objects: list
@@ -172,6 +175,42 @@ def _to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def _is_oom(exc: BaseException) -> bool:
+    """torch.cuda.OutOfMemoryError, or the plain RuntimeError older builds and cuDNN/cuBLAS raise."""
+    if not isinstance(exc, RuntimeError):
+        return False
+    import torch
+
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc)
+
+
+def _free_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _predictor_on_cpu(predictor):
+    """A CPU copy of ``predictor``: its own ``to("cpu")`` when it has one; a ``dibr_ros.model.Predictor`` is
+    rebuilt around a host copy of its weights (the original stays intact: others may hold it). None when
+    neither applies."""
+    to = getattr(predictor, "to", None)
+    if callable(to):
+        moved = to("cpu")
+        return predictor if moved is None else moved  # in-place switches return None
+    import torch
+
+    from dibr_ros.model import DIBRNet, Predictor
+
+    if not isinstance(predictor, Predictor):
+        return None
+    net = DIBRNet(predictor.network.config)
+    net.load_state_dict({k: v.detach().cpu() for k, v in predictor.network.state_dict().items()})
+    return Predictor(net, torch.device("cpu"), predictor.meta)
+
+
 def _palette(i: int) -> tuple[int, int, int]:
     hue = (i * 0.618033988749895) % 1.0
     import colorsys
@@ -182,6 +221,10 @@ def _palette(i: int) -> tuple[int, int, int]:
 
 class PerceptionPipeline:
     """Segment objects, predict their meshes in one batch, place them metrically and sample clouds.
+
+    CUDA out of memory while predicting: the cache is freed and the crops are predicted in halves (the
+    limit is kept for later frames), down to one crop at a time; then the predictor moves to the CPU for
+    good. Each step is said once, in ``FrameResult.warnings`` and as a ``logging`` warning.
 
     Args:
         predictor: object with ``predict(rgb (N, S, S, 3) uint8, mask (N, S, S) bool)`` returning
@@ -202,6 +245,7 @@ class PerceptionPipeline:
         self.predictor = predictor
         self.config = config
         self.crop_size = int(config.crop_size or getattr(predictor, "input_size", 0) or 64)
+        self.max_batch: int | None = None  # crops per predict call after an out-of-memory error; None = all
         self._dibr_failed = config.debug_renderer == "opencv"
 
     @property
@@ -277,17 +321,15 @@ class PerceptionPipeline:
             crops = make_crops(rgb, dets, self.crop_size, c.crop_padding)
             batch_rgb, batch_mask = stack_crops(crops)
             t = lap("crop", t)
-            pred = self.predictor.predict(batch_rgb, batch_mask)
-            verts = _to_numpy(pred.vertices).astype(np.float32)
-            faces = _to_numpy(pred.faces).astype(np.int64)
-            colors = _to_numpy(pred.colors).astype(np.float32)
+            verts, faces, colors, warnings = self._predict(batch_rgb, batch_mask)
             n = len(dets)
             if verts.ndim != 3 or verts.shape[0] != n or verts.shape[2] != 3 or colors.shape != verts.shape \
                     or faces.ndim != 2 or faces.shape[1] != 3:
                 raise ValueError(f"predictor returned vertices {verts.shape}, colors {colors.shape}, faces "
                                  f"{faces.shape} for {n} crops")
             t = lap("predict", t)
-            objects, warnings, t_place, t_sample = self._place_all(dets, crops, verts, faces, colors, rgb, K)
+            objects, dropped, t_place, t_sample = self._place_all(dets, crops, verts, faces, colors, rgb, K)
+            warnings += dropped
             timings["place"], timings["sample"] = t_place, t_sample
             t = time.perf_counter()
         debug = None
@@ -297,6 +339,45 @@ class PerceptionPipeline:
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return FrameResult(objects=objects, timings=timings, debug_image=debug, segmentation=mode,
                            warnings=warnings)
+
+    def _predict(self, rgb, mask):
+        """Predict in chunks of at most ``max_batch`` crops, shrinking the chunks (then leaving the GPU) on
+        CUDA out of memory. Returns vertices, faces, colors as numpy and the lines to report."""
+        n, parts, said = len(rgb), [], []
+        i, limit = 0, self.max_batch
+        while i < n:
+            b = min(n - i, self.max_batch or n)
+            on_cuda = str(getattr(self.predictor, "device", "cpu")).startswith("cuda")
+            try:
+                pred = self.predictor.predict(rgb[i:i + b], mask[i:i + b])
+            except RuntimeError as exc:
+                if not _is_oom(exc) or (b == 1 and not on_cuda):
+                    raise
+            else:
+                # To the host at once: no device memory held across chunks.
+                parts.append((_to_numpy(pred.vertices).astype(np.float32), _to_numpy(pred.faces).astype(np.int64),
+                              _to_numpy(pred.colors).astype(np.float32)))
+                del pred
+                i += b
+                continue
+            # Outside the except block: its traceback would keep the failed call's device tensors alive.
+            _free_cuda_cache()
+            if b > 1:
+                self.max_batch = b // 2
+                continue
+            cpu = _predictor_on_cpu(self.predictor)
+            if cpu is None:
+                raise RuntimeError(f"CUDA out of memory with one crop, and {type(self.predictor).__name__} "
+                                   "cannot be moved to the CPU")
+            self.predictor, self.max_batch, limit = cpu, None, None
+            said.append("CUDA out of memory with one crop per batch: the predictor runs on the CPU from now on")
+            _log.warning(said[-1])
+        if self.max_batch != limit:
+            said.insert(0, f"CUDA out of memory predicting {n} crops: at most {self.max_batch} per batch from now on")
+            _log.warning(said[0])
+        if len(parts) == 1:
+            return (*parts[0], said)
+        return (np.concatenate([p[0] for p in parts]), parts[0][1], np.concatenate([p[2] for p in parts]), said)
 
     def _place_all(self, dets, crops, verts, faces, colors, rgb, K):
         c = self.config
