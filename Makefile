@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # ROS 2 traffic stays on loopback here (Kilted ignores ROS_LOCALHOST_ONLY).
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_DOMAIN_ID ?= 42
+# Shared-memory-only Fast DDS with segments that hold full camera frames (see the file's comment).
+export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_shm.xml
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_ext
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1

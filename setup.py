@@ -29,7 +29,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         (share, ["package.xml"]),
         (os.path.join(share, "launch"), glob("launch/*.launch.py")),
-        (os.path.join(share, "config"), glob("config/*.yaml") + glob("config/*.rviz")),
+        (os.path.join(share, "config"), glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
         *tree("csrc", ("*.cpp", "*.cu", "*.h", "*.cuh")),
     ],
     install_requires=["setuptools", "numpy", "torch"],

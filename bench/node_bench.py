@@ -248,6 +248,8 @@ def main() -> int:
     tmpdir = tempfile.mkdtemp(prefix="dibr_node_bench_")
     domain = 1 + (os.getpid() * 37 + 11) % 100
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", env.setdefault(
+        "FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(REPO, "config", "fastdds_shm.xml")))
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     weights, kind = weights_path(tmpdir)
     info = {"machine": f"{platform.node()} {os.cpu_count()} CPUs, load avg {os.getloadavg()}",

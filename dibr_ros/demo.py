@@ -224,9 +224,24 @@ def write_cloud_ply(path: str, xyz: np.ndarray, rgb_u8: np.ndarray | None) -> No
 
 # ------------------------------------------------------------------------------------------- ROS session
 
+def local_dds_profile() -> str | None:
+    """config/fastdds_shm.xml of this checkout: shared memory large enough for full camera frames."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "fastdds_shm.xml")
+    return path if os.path.isfile(path) else None
+
+
+def use_local_dds_profile(env) -> None:
+    """Set FASTDDS_DEFAULT_PROFILES_FILE in ``env`` (a dict or os.environ) unless the user chose one."""
+    profile = local_dds_profile()
+    if profile:
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", profile)
+
+
 def ros_env(domain_id: int) -> dict:
-    """Environment for the demo's processes: loopback-only discovery, a private domain."""
+    """Environment for the demo's processes: loopback-only discovery, a private domain, and the
+    shared-memory Fast DDS profile (full frames otherwise stall for seconds on lost UDP fragments)."""
     env = dict(os.environ)
+    use_local_dds_profile(env)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env.pop("ROS_LOCALHOST_ONLY", None)
     env["ROS_DOMAIN_ID"] = str(domain_id)
@@ -290,6 +305,7 @@ class RosSession:
         self.procs[name]._log_file = log  # type: ignore[attr-defined]
 
     def start(self) -> RosSession:
+        use_local_dds_profile(os.environ)
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         os.environ.pop("ROS_LOCALHOST_ONLY", None)
         os.environ["ROS_DOMAIN_ID"] = str(self.domain_id)

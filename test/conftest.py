@@ -13,6 +13,9 @@ os.environ.pop("ROS_LOCALHOST_ONLY", None)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+# Full camera frames exceed Fast DDS's default shared-memory segment; without this profile they are
+# fragmented over UDP and a lost fragment waits 3 s for repair (config/fastdds_shm.xml explains).
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(REPO, "config", "fastdds_shm.xml"))
 
 # Valid Linux domain ids are 0-101 and 215-232; spread test processes over 1-100 by pid.
 _domains = itertools.count()
