@@ -256,6 +256,8 @@ def _ros_args(params: dict) -> list[str]:
     for k, v in params.items():
         if isinstance(v, bool):
             v = "true" if v else "false"
+        elif isinstance(v, str) and v == "":
+            v = "''"  # rcl parses an override's value as YAML: an empty string must be quoted
         args += ["-p", f"{k}:={v}"]
     return args
 
