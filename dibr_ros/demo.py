@@ -424,18 +424,12 @@ class RosSession:
             del self._out[k]
             gt = []
             for mk in sim["gt"].markers[1:]:
-                v, f = weld(np.array([[p.x, p.y, p.z] for p in mk.points]))
-                gt.append(dict(name=mk.text or f"object_{mk.id}", label=mk.id + 1, vertices=v, faces=f,
-                               colors=np.full((len(v), 3), 0.7, np.float32)))
+                v, f, cols = _marker_mesh(mk)
+                gt.append(dict(name=mk.text or f"object_{mk.id}", label=mk.id + 1, vertices=v, faces=f, colors=cols))
             cloud = cloud_to_numpy(out["points"][0])
             pred = []
             for mk in out["meshes"][0].markers[1:]:
-                pts = np.array([[p.x, p.y, p.z] for p in mk.points])
-                v, f = weld(pts)
-                rgba = np.array([[c.r, c.g, c.b] for c in mk.colors], np.float32)
-                cols = np.zeros((len(v), 3), np.float32)
-                if len(rgba) == len(pts):
-                    cols[f.reshape(-1)] = rgba
+                v, f, cols = _marker_mesh(mk)
                 sel = cloud["instance"] == mk.id if cloud.get("instance") is not None else slice(0, 0)
                 pred.append(dict(id=mk.id, vertices=v, faces=f, colors=cols, points=cloud["xyz"][sel]))
             debug = image_to_numpy(out["debug"][0]) if "debug" in out else None
@@ -575,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             if fr.debug is not None:
                 cv2.imwrite(os.path.join(out, f"overlay_{i:02d}.png"), fr.debug[:, :, ::-1])
             pred_m = [(p["vertices"], p["faces"], p["colors"]) for p in fr.pred]
-            gt_m = [(g["vertices"], g["faces"], _gt_colour(j, len(g["vertices"]))) for j, g in enumerate(fr.gt)]
+            gt_m = [(g["vertices"], g["faces"], g["colors"]) for g in fr.gt]
             cv2.imwrite(os.path.join(out, f"compare_{i:02d}.png"), side_by_side(fr.rgb, fr.K, pred_m, gt_m)[:, :, ::-1])
             write_mesh_ply(os.path.join(out, f"pred_mesh_{i:02d}.ply"), pred_m)
             write_mesh_ply(os.path.join(out, f"gt_mesh_{i:02d}.ply"), gt_m)
@@ -598,9 +592,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _gt_colour(j: int, n: int) -> np.ndarray:
-    palette = np.array([[0.9, 0.6, 0.2], [0.3, 0.7, 0.9], [0.5, 0.85, 0.4], [0.85, 0.4, 0.7], [0.9, 0.9, 0.4]])
-    return np.tile(palette[j % len(palette)], (n, 1)).astype(np.float32)
+def _marker_mesh(mk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A TRIANGLE_LIST marker back to a welded mesh: vertices (V,3), faces (F,3), per-vertex colours (V,3)."""
+    pts = np.array([[p.x, p.y, p.z] for p in mk.points])
+    v, f = weld(pts)
+    cols = np.full((len(v), 3), 0.7, np.float32)  # markers without per-vertex colours show grey
+    if len(mk.colors) == len(pts):
+        cols[f.reshape(-1)] = np.array([[c.r, c.g, c.b] for c in mk.colors], np.float32)
+    return v, f, cols
 
 
 if __name__ == "__main__":
