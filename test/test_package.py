@@ -163,3 +163,16 @@ def test_render_and_model_import_with_torch_and_numpy_only():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_readme_documents_every_node_parameter():
+    """The README's parameter table and the node's declared parameters stay the same set."""
+    import re
+
+    pytest.importorskip("rclpy")
+    from dibr_ros.ros.perception_node import PARAMETERS
+
+    text = open(os.path.join(REPO, "README.md")).read()
+    table = text.split("### Parameters", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M))
+    assert documented == {p.name for p in PARAMETERS}
