@@ -380,8 +380,9 @@ def test_shipped_weights_explain_the_input_silhouette():
     _, tf = ico_sphere(3)
     assert torch.equal(p.faces.cpu(), tf)
     sphere = Predictor.from_config(p.network.config, seed=0)  # residual scale 0: the template sphere
-    for name, seed in (("prim_box_001", 0), ("prim_cylinder_002", 1)):
+    for name, seed in (("prim_box_001", 0), ("prim_capsule_002", 0), ("prim_superquadric_003", 1)):
         trained, base = _input_view_iou(p, name, seed), _input_view_iou(sphere, name, seed)
-        # a sphere already overlaps any framed object's silhouette substantially; a model that explains
-        # what it saw must beat it clearly and reach a usable overlap
-        assert trained > 0.7 and trained > base + 0.05, (name, trained, base)
+        # The template sphere alone overlaps these framed silhouettes at IoU ~0.6; the shipped CPU-trained
+        # model measured 0.85 / 0.87 / 0.94. A model that explains what it saw must beat the sphere clearly;
+        # 0.75 leaves room for retrained weights without accepting a sphere-like prediction.
+        assert trained > 0.75 and trained > base + 0.1, (name, trained, base)
