@@ -1,6 +1,6 @@
 """Per-stage latency of :class:`PerceptionPipeline` on synthetic 640x480 tabletop frames.
 
-    python -m dibr_ros.perception.benchmark --objects 5 --frames 50 [--predictor sphere|default]
+    python bench/pipeline_bench.py --objects 5 --frames 50 [--predictor sphere|default]
         [--clock wall|cpu] [--renderer opencv|dibr] [--no-debug] [--mode depth|color|labels] [--threads N]
 
 ``--clock cpu`` times stages with process CPU time (all threads) instead of wall time: on a machine shared
@@ -18,14 +18,16 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def run(objects: int = 5, frames: int = 50, predictor: str = "sphere", clock: str = "wall",
         renderer: str = "opencv", debug: bool = True, mode: str = "depth", seed: int = 0,
         device: str = "auto") -> dict:
     """Time ``frames`` frames (after 3 warm-up frames); returns {stage: {p50, p95, mean}} in ms + meta."""
-    from . import pipeline as pipeline_module
-    from .pipeline import PerceptionPipeline
-    from .synthetic import SpherePredictor, tabletop_scene
+    from dibr_ros.perception import pipeline as pipeline_module
+    from dibr_ros.perception.pipeline import PerceptionPipeline
+    from dibr_ros.perception.synthetic import SpherePredictor, tabletop_scene
 
     if predictor == "sphere":
         pred = SpherePredictor()
