@@ -589,6 +589,17 @@ def test_external_label_map_with_thousands_of_labels(tmp_path_factory, scene):
         assert res.successful and node._pipeline.config.points_per_object == 64
         assert not node.set_parameters([Parameter("device", value="cuda")])[0].successful
         assert not node.set_parameters([Parameter("crop_padding", value=5.0)])[0].successful  # out of range
+        # After the pipeline's CUDA-OOM fallback swapped in a CPU predictor, the node keeps that one (a
+        # rebuilt pipeline must not go back to the failing device) and reports its device.
+        from dibr_ros.model import Predictor
+
+        moved = Predictor.load(_weights(tmp_path_factory), device="cpu")
+        node._pipeline.predictor = moved
+        node._process({"image": cv.numpy_to_image(frame["rgb"], "rgb8", h),
+                       "instance_mask": cv.numpy_to_image(labels, "16UC1", h)})
+        assert node.predictor is moved and node.stats.device.startswith("cpu")
+        assert node.set_parameters([Parameter("points_per_object", value=32)])[0].successful
+        assert node._pipeline.predictor is moved
         # Startup refuses a missing weights file with a one-line reason.
         bad = [Parameter("device", value="cpu"), Parameter("weights", value="/nonexistent/w.pt")]
         with pytest.raises(StartupError, match="cannot load weights '/nonexistent/w.pt'"):

@@ -518,6 +518,12 @@ class PerceptionNode(Node):
         rgb, K, depth, labels = self._decode(frame)
         self.stats.latency("decode", (time.perf_counter() - t0) * 1e3)
         result = self._pipeline.process(rgb, K, depth, labels)
+        if self._pipeline.predictor is not self.predictor:
+            # the pipeline moved the model to the CPU after CUDA ran out of memory: keep it there (a
+            # parameter change rebuilds the pipeline from self.predictor) and report the device in use
+            self.predictor = self._pipeline.predictor
+            self.device = str(self.predictor.device)
+            self.stats.device = _device_description(self.device)
         for stage, ms in result.timings.items():
             self.stats.latency(stage, ms)
         for line in result.warnings:
