@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session of the CUDA rasterizer: build, conformance/tests, benchmark. Run from the repo root on
 # the device machine:  bash bench/gpu_session.sh
-# Kaolin's conformance file does not travel with the repo; copy it first into an ignored folder and carry it:
-#   mkdir -p .gpu_carry && cp ../shared/conformance/kaolin_dibr_public.pt .gpu_carry/
-#   grep -qx '/.gpu_carry/' .git/info/exclude || echo '/.gpu_carry/' >> .git/info/exclude
-#   run(command="bash bench/gpu_session.sh", carry=[".gpu_carry"])
+# Kaolin's conformance data travels with the repo (test/data/conformance/).
 # Everything is logged to $OUT/gpu_session.log; the benchmark JSONs land in $OUT.
 set -uo pipefail
 OUT="${OUT:-$(pwd)/out/gpu_session}"
@@ -14,12 +11,6 @@ session() {
   set -x
   export PYTHONPATH=.
   export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-/tmp/dibr_torch_ext}"
-  local f
-  for f in .gpu_carry/kaolin_dibr_public.pt shared/conformance/kaolin_dibr_public.pt \
-           ../shared/conformance/kaolin_dibr_public.pt; do
-    if [ -f "$f" ]; then export DIBR_CONFORMANCE="$PWD/$f"; break; fi
-  done
-  [ -n "${DIBR_CONFORMANCE:-}" ] || echo "WARNING: conformance file not found; the Kaolin conformance tests will skip"
 
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name())'

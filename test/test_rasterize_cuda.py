@@ -9,9 +9,9 @@ from dibr_ros.render import _ext, dibr_rasterize
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
-# Kaolin's own outputs (../shared/conformance/README.md); DIBR_CONFORMANCE overrides the location.
-CONFORMANCE = os.environ.get("DIBR_CONFORMANCE", os.path.normpath(os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "conformance", "kaolin_dibr_public.pt")))
+# Kaolin's own outputs (test/data/conformance/README.md); DIBR_CONFORMANCE overrides the location.
+CONFORMANCE = os.environ.get("DIBR_CONFORMANCE", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "data", "conformance", "kaolin_dibr_public.pt"))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -21,8 +21,7 @@ def kernels():
 
 @pytest.fixture(scope="module")
 def cases():
-    if not os.path.isfile(CONFORMANCE):
-        pytest.skip("conformance data not available")
+    assert os.path.isfile(CONFORMANCE), f"conformance data missing: {CONFORMANCE}"
     return torch.load(CONFORMANCE, weights_only=True)["cases"]
 
 
