@@ -117,18 +117,23 @@ def list_objects(split: str) -> list[str]:
         for name in NAMED_OBJECTS:
             try:
                 load_object(name)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, ImportError) as e:
                 log.warning("skipping named object %s: %s", name, e)
                 continue
             names.append(name)
         return names
     lo, hi = {"train": (0, 800), "val": (800, 900), "test": (900, 1000)}[split]
-    root = os.path.join(data_root(), "random_urdfs")
-    names = [f"random_{i:03d}" for i in range(lo, hi)
-             if os.path.isfile(os.path.join(root, f"{i:03d}", f"{i:03d}.urdf"))]
+    names = [f"random_{i:03d}" for i in range(lo, hi)]
     if split == "train":
         names += [f"prim_{k}_{i:03d}" for k in PRIMITIVE_KINDS for i in range(PRIMITIVES_PER_KIND)]
-    return names
+    try:
+        root = os.path.join(data_root(), "random_urdfs")
+    except ImportError:
+        # Without pybullet_data and open3d (the lent GPU machine) the mesh cache is the library.
+        log.info("pybullet_data not installed: listing the cached objects of %s", cache_dir())
+        return [n for n in names if os.path.isfile(_cache_path(n))]
+    return [n for n in names
+            if not n.startswith("random_") or os.path.isfile(os.path.join(root, n[7:], f"{n[7:]}.urdf"))]
 
 
 def normalize(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

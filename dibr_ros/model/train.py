@@ -422,8 +422,13 @@ def export_checkpoint(src: str, dst: str, half: bool = True) -> dict:
 
 
 def _parse_value(text: str):
-    import yaml
-
+    try:
+        import yaml
+    except ImportError:  # the lent GPU machine has no pyyaml: JSON values, else the plain string
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
     return yaml.safe_load(text)
 
 
@@ -446,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config key (dotted for nested, value parsed as YAML), repeatable")
+                    help="override a config key (dotted for nested, value parsed as YAML, or JSON without "
+                         "pyyaml), repeatable")
     ap.add_argument("--resume", action="store_true", help="continue from RUN_DIR/train_state.pt if present")
     ap.add_argument("--export", nargs=2, metavar=("SRC", "DST"), help="write SRC model checkpoint as fp16 to DST")
     a = ap.parse_args(argv)
