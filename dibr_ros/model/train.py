@@ -7,7 +7,7 @@
 
 Run folder: ``train_state.pt`` (exact resume: model, optimizer, scheduler, RNG and sampler states of every
 rank, step), ``model_last.pt`` / ``model_best.pt`` (model checkpoints, best by validation silhouette IoU),
-``config.json``, ``log.jsonl`` (scalars), ``val_XXXXXXX.png`` (val inputs vs predictions rendered in the
+``config.json``, ``log.jsonl`` (scalars), ``val_<step, 7 digits>.png`` (val inputs vs predictions rendered in the
 input and another view), TensorBoard scalars under ``tb/`` when tensorboard is installed.
 On CPU a run is deterministic given its seed (same thread count), and resuming reproduces the uninterrupted
 loss curve bit for bit.
