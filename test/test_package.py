@@ -64,11 +64,16 @@ def test_setup_version_matches_package_xml():
 @pytest.fixture(scope="module")
 def installed_prefix(tmp_path_factory):
     """Build a wheel of the package and install it into an empty prefix (what colcon's install step does)."""
+    import shutil
+
     tmp = tmp_path_factory.mktemp("install")
-    wheel_dir, prefix = tmp / "wheel", tmp / "prefix"
+    wheel_dir, prefix, src = tmp / "wheel", tmp / "prefix", tmp / "src"
+    # build from a copy: setuptools writes build/ and *.egg-info next to setup.py
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".torch_ext", "out", "build", "*.egg-info", "__pycache__", ".gpu_carry", ".*_cache"))
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(wheel_dir), REPO], check=True, env=env, cwd=tmp)
+                    "-w", str(wheel_dir), str(src)], check=True, env=env, cwd=tmp)
     wheel = next(wheel_dir.glob("dibr_ros-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(prefix), str(wheel)],
                    check=True, env=env, cwd=tmp)
