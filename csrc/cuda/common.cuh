@@ -38,6 +38,21 @@ __device__ __forceinline__ float pixel_scale(float multiplier, int side) {
   return __fdiv_rn(multiplier, static_cast<float>(side));
 }
 
+// The pixel this thread owns in its block's kTile x kTile tile (block x = tile index, row-major over
+// tiles_x columns), the tile's inclusive pixel bounds clipped to the image, and whether the pixel exists.
+struct TilePixel {
+  int c0, r0, c1, r1;
+  int w, h;
+  bool active;
+};
+
+__device__ __forceinline__ TilePixel tile_pixel(int tiles_x, int width, int height) {
+  const int tx = blockIdx.x % tiles_x, ty = blockIdx.x / tiles_x;
+  const int c0 = tx * kTile, r0 = ty * kTile;
+  const int w = c0 + (threadIdx.x % kTile), h = r0 + (threadIdx.x / kTile);
+  return {c0, r0, min(c0 + kTile, width) - 1, min(r0 + kTile, height) - 1, w, h, w < width && h < height};
+}
+
 // IEEE division for the barycentric normalisation (fast-math would otherwise approximate it and
 // could move a pixel exactly on a shared edge to the other face).
 __device__ __forceinline__ float div_rn(float a, float b) { return __fdiv_rn(a, b); }

@@ -74,11 +74,7 @@ soft_forward_kernel(const T* __restrict__ fvi, const int64_t* __restrict__ face_
   __shared__ int s_face[kBlock];
   __shared__ int s_warp_count[kWarps];
 
-  const int tx = blockIdx.x % tiles_x, ty = blockIdx.x / tiles_x;
-  const int c0 = tx * kTile, r0 = ty * kTile;
-  const int c1 = min(c0 + kTile, width) - 1, r1 = min(r0 + kTile, height) - 1;
-  const int w = c0 + (threadIdx.x % kTile), h = r0 + (threadIdx.x / kTile);
-  const bool active = w < width && h < height;
+  const auto [c0, r0, c1, r1, w, h, active] = tile_pixel(tiles_x, width, height);
   const float sx = pixel_scale(mult_f, width), sy = pixel_scale(mult_f, height);
   const T x0 = static_cast<T>(pixel_x(w, width, sx));
   const T y0 = static_cast<T>(pixel_y(h, height, sy));
