@@ -115,6 +115,31 @@ def fit_plane(points: np.ndarray, distance: float = 0.01, iterations: int = 128,
     return n, d
 
 
+def support_plane(depth, K, exclude=None, *, stride: int = 4, distance: float = 0.01, max_depth: float = 10.0,
+                  iterations: int = 128, min_fraction: float = 0.15):
+    """The dominant plane (table) of a depth image, for segmenters that do not fit one themselves.
+
+    Args:
+        depth: (H, W) float metres (NaN/inf/<= 0 invalid). K: (3, 3) intrinsics.
+        exclude: optional (H, W) bool, pixels not to use (e.g. the union of object masks).
+        stride: pixel subsampling; distance: RANSAC inlier distance (m); max_depth: ignore farther depth (m).
+    Returns:
+        ``(n (3,), d)`` as :func:`fit_plane` returns it (camera side positive), or None.
+    """
+    K = check_intrinsics(K)
+    depth = check_depth(depth, np.shape(depth)[:2])
+    stride = max(1, int(stride))
+    sub = depth[::stride, ::stride]
+    use = (sub > 0) & (sub <= max_depth)
+    if exclude is not None:
+        use &= ~np.asarray(exclude, bool)[::stride, ::stride]
+    vs, us = np.nonzero(use)
+    if len(vs) < 50:
+        return None
+    pts = pixel_rays(K, np.stack([us * stride, vs * stride], axis=-1)) * sub[vs, us][:, None].astype(np.float64)
+    return fit_plane(pts, distance, iterations, min_fraction)
+
+
 def _components(valid: np.ndarray, z: np.ndarray, tol: np.ndarray) -> tuple[int, np.ndarray]:
     """4-connected components of ``valid`` on a grid, cutting edges whose depth jump exceeds ``tol``."""
     from scipy.sparse import coo_matrix
@@ -145,7 +170,7 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
                   cluster_distance: float = 0.02, min_object_size: float = 0.02,
                   max_object_size: float = 0.6, min_pixels: int = 100, max_objects: int = 10,
                   max_area_fraction: float = 1.0, max_depth: float = 10.0, plane_iterations: int = 128,
-                  min_plane_fraction: float = 0.15) -> list[Detection]:
+                  min_plane_fraction: float = 0.15, return_plane: bool = False):
     """Tabletop segmentation from depth: dominant plane by RANSAC (:func:`fit_plane`), points above it
     clustered.
 
@@ -168,8 +193,10 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
             fraction of the image.
         max_objects: keep at most this many (largest first).
         max_depth: ignore depth beyond this (m).
+        return_plane: also return the support plane.
     Returns:
-        list of :class:`Detection` with ``points``/``pixels`` filled.
+        list of :class:`Detection` with ``points``/``pixels`` filled; with ``return_plane``, the tuple
+        ``(detections, plane)``, plane = ``(n (3,), d)`` as :func:`fit_plane` returns it, or None.
     """
     import cv2
 
@@ -190,7 +217,7 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
     small[~np.isfinite(small)] = 0.0
     valid_s = small > 0
     if valid_s.sum() < 50:
-        return []
+        return ([], None) if return_plane else []
     vs, us = np.nonzero(valid_s)
     half = (stride - 1) / 2.0
     rays_s = pixel_rays(K, np.stack([us * stride + half, vs * stride + half], axis=-1))
@@ -204,7 +231,7 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         n, d = plane
         fg_s[vs, us] = pts @ n + d > min_height
     if fg_s.sum() == 0:
-        return []
+        return ([], plane) if return_plane else []
     tol = cluster_distance + 4.0 * small * stride / K[0, 0]
     count, lab_s = _components(fg_s, small, tol)
 
@@ -225,7 +252,7 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
             if min_pixels <= area[k] <= max_area_fraction * H * W and min_object_size <= size[k] <= max_object_size]
     keep = sorted(keep, key=lambda k: -npix[k])[:min(max_objects, 65535)]
     if not keep:
-        return []
+        return ([], plane) if return_plane else []
 
     # Full resolution, per object region only: a pixel belongs to object j when it lies above the plane
     # (h = z * (n . K^-1 [u, v, 1]) + d) and its low-resolution cell, or a neighbouring cell, is j.
@@ -257,7 +284,8 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
             m &= sub * g + np.float32(d) > min_height
         if min_pixels <= m.sum() <= max_area_fraction * H * W:
             items.append((m, (rx0, ry0), 1.0, None))
-    return _finish(items, (H, W), depth, K, max_objects)
+    dets = _finish(items, (H, W), depth, K, max_objects)
+    return (dets, plane) if return_plane else dets
 
 
 def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: float = 18.0,
