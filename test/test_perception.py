@@ -470,11 +470,11 @@ def _true_object(obj, objects):
 def test_pipeline_sphere_scene_end_to_end(sphere_scene):
     frame, objects, K, _ = sphere_scene
     pred = S.SpherePredictor()
-    pipe = PerceptionPipeline(pred, {"points_per_object": 500, "debug_renderer": "opencv"})
+    pipe = PerceptionPipeline(pred, {"points_per_object": 500, "debug_renderer": "opencv", "add_observed_points": False})
     res = pipe.process(frame["rgb"], K, depth=frame["depth"])
     assert pred.calls == 1 and res.segmentation == "depth" and res.warnings == []
     assert len(res.objects) == len(objects)
-    assert set(res.timings) == {"segment", "crop", "predict", "place", "sample", "debug", "total"}
+    assert set(res.timings) == {"segment", "crop", "predict", "place", "complete", "sample", "debug", "total"}
     assert res.timings["total"] >= res.timings["segment"] + res.timings["predict"]
     xyz, rgb, inst = res.cloud()
     assert xyz.shape == (500 * len(objects), 3) and rgb.shape == xyz.shape
@@ -515,10 +515,16 @@ def test_pipeline_modes_observed_points_and_rgb_only(sphere_scene):
     res = pipe.process(frame["rgb"], K, depth=frame["depth"], labels=frame["labels"])
     assert res.segmentation == "labels" and res.debug_image is None
     for o in res.objects:
-        assert len(o.points) == 100 + min(50, len(o.detection.points))
-        obs = o.points[100:]
+        # The measured points (last), plus the completed surface only where the camera cannot see it.
+        m = min(50, len(o.detection.points))
+        obs, kept = o.points[-m:], o.points[:-m]
         ob = objects[o.instance - 1]  # labels are the true ids
         assert np.abs(np.linalg.norm(obs - ob.center, axis=1) - ob.radius).max() < 0.01 * ob.radius
+        # A sphere hides its far half: every kept sample lies beyond the plane through its centre facing the
+        # camera (up to the tangent cone and the 1 cm margin), and about half of the 100 samples remain.
+        view = ob.center / np.linalg.norm(ob.center)
+        along = (kept - ob.center) @ view
+        assert 25 <= len(kept) <= 75 and along.min() > -0.3 * ob.radius and along.mean() > 0.3 * ob.radius
     # Label values beyond int32 cannot be cloud instance ids: objects are numbered by position instead.
     big = pipe.process(frame["rgb"], K, labels=frame["labels"].astype(np.int64) << 40)
     assert [o.instance for o in big.objects] == list(range(1, len(objects) + 1))

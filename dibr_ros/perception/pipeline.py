@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .completion import complete_mesh, fuse_observed
 from .crops import Crop, make_crops, stack_crops
 from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, project
 from .placement import Placement, place_mesh
 from .pointcloud import merge_clouds, sample_surface
-from .segmentation import SEGMENTATION_MODES, Detection, segment_color, segment_depth, segment_labels
+from .segmentation import SEGMENTATION_MODES, Detection, segment_color, segment_depth, segment_labels, support_plane
 
 DEBUG_RENDERERS = ("auto", "dibr", "opencv")
 _log = logging.getLogger(__name__)
@@ -41,9 +42,15 @@ class PipelineConfig:
         default_object_size [m]: RGB-only assumption, object bounding-sphere diameter; 0 = use
             default_distance instead.
         min_depth_points: fewer valid depth pixels on an object -> RGB-only placement for it.
+    Completion (objects with depth, :mod:`.completion`):
+        complete_with_depth: align each placed mesh to its measured points, rest it on the table plane and
+            move it onto the measured surface. completion_margin [m]: depth tolerance of "the camera sees
+            this point". support_contact [m]: an object whose lowest measured point is at most this high
+            above the table rests on it.
     Point clouds:
-        points_per_object: samples of each completed surface. add_observed_points: also add the object's
-        depth points, at most max_observed_points of them (uniformly subsampled). seed: sampling seed.
+        points_per_object: samples of each completed surface. add_observed_points: the cloud holds the
+            object's measured points (at most max_observed_points, uniformly subsampled) and the completed
+            surface only where the camera could not see it. seed: sampling seed.
     Debug:
         debug_image: build the overlay. debug_renderer: "auto" (the DIB-R renderer when the predictor runs
         on CUDA, else the OpenCV painter), "dibr" (falls back to OpenCV for good if the renderer fails)
@@ -69,8 +76,11 @@ class PipelineConfig:
     default_distance: float = 1.0
     default_object_size: float = 0.0
     min_depth_points: int = 20
+    complete_with_depth: bool = True
+    completion_margin: float = 0.01
+    support_contact: float = 0.03
     points_per_object: int = 2048
-    add_observed_points: bool = False
+    add_observed_points: bool = True
     max_observed_points: int = 2048
     seed: int = 0
     debug_image: bool = True
@@ -83,9 +93,10 @@ class PipelineConfig:
         if self.debug_renderer not in DEBUG_RENDERERS:
             raise ValueError(f"debug_renderer must be one of {DEBUG_RENDERERS}, got {self.debug_renderer!r}")
         positive = ("depth_stride", "plane_distance", "cluster_distance", "max_depth", "max_object_size",
-                    "max_objects", "color_threshold", "color_stride", "default_distance")
+                    "max_objects", "color_threshold", "color_stride", "default_distance", "completion_margin")
         non_negative = ("min_height", "min_object_size", "min_object_pixels", "crop_size", "crop_padding",
-                        "default_object_size", "min_depth_points", "points_per_object", "max_observed_points")
+                        "default_object_size", "min_depth_points", "points_per_object", "max_observed_points",
+                        "support_contact")
         for name in positive + non_negative:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
@@ -96,7 +107,7 @@ class PipelineConfig:
                 if value != int(value):
                     raise ValueError(f"{name} must be an integer, got {value}")
                 setattr(self, name, int(value))
-        for name in ("add_observed_points", "debug_image"):
+        for name in ("add_observed_points", "debug_image", "complete_with_depth"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.crop_padding > 100 or self.crop_size > 4096:
@@ -126,10 +137,12 @@ class ObjectResult:
         vertices (V, 3) float32, faces (F, 3) int64, colors (V, 3) float32 [0, 1]: placed mesh.
         points (P, 3) float32, point_colors (P, 3) float32 [0, 1]: surface samples (+ observed points).
         detection: the :class:`Detection`.
+        completed: the mesh was corrected with the measured depth (:func:`.completion.complete_mesh`).
         instance: point-cloud instance id: detection.label when it fits an int32, else the object's 1-based
             position in the frame.
         scale_m: metres per view-frame unit (bounding-sphere radius of a normalised prediction).
-        center (3,) float64: object centre. placement: the full :class:`Placement`. crop: the :class:`Crop`.
+        center (3,) float64: object centre (after the completion's alignment shift). placement: the
+            :class:`Placement` of the network's mesh. crop: the :class:`Crop`.
     """
 
     vertices: np.ndarray
@@ -143,6 +156,7 @@ class ObjectResult:
     placement: Placement
     crop: Crop
     instance: int
+    completed: bool = False
 
 
 @dataclass
@@ -151,7 +165,7 @@ class FrameResult:
 
     Attributes:
         objects: list of :class:`ObjectResult`.
-        timings: ms per stage: segment, crop, predict, place, sample, debug, total.
+        timings: ms per stage: segment, crop, predict, place, complete, sample, debug, total.
         debug_image: (H, W, 3) uint8 overlay or None.
         segmentation: the segmentation mode used ("depth", "color" or "labels").
         warnings: objects dropped and why, and predictor faults handled in this frame (CUDA out of memory:
@@ -257,7 +271,9 @@ class PerceptionPipeline:
         return f"objects without depth are assumed to be {c.default_distance:g} m from the camera"
 
     def _segment(self, rgb, K, depth, labels):
+        """(mode, detections, table plane or None). The plane is only looked for when completion needs it."""
         c = self.config
+        plane = None
         mode = c.segmentation
         if mode == "auto":
             if labels is not None:
@@ -274,16 +290,20 @@ class PerceptionPipeline:
         elif mode == "depth":
             if depth is None:
                 raise ValueError("segmentation 'depth' needs a depth image")
-            dets = segment_depth(depth, K, stride=c.depth_stride, plane_distance=c.plane_distance,
-                                 min_height=c.min_height, cluster_distance=c.cluster_distance,
-                                 min_object_size=c.min_object_size, max_object_size=c.max_object_size,
-                                 min_pixels=c.min_object_pixels, max_objects=c.max_objects,
-                                 max_area_fraction=c.max_area_fraction, max_depth=c.max_depth)
+            dets, plane = segment_depth(depth, K, stride=c.depth_stride, plane_distance=c.plane_distance,
+                                        min_height=c.min_height, cluster_distance=c.cluster_distance,
+                                        min_object_size=c.min_object_size, max_object_size=c.max_object_size,
+                                        min_pixels=c.min_object_pixels, max_objects=c.max_objects,
+                                        max_area_fraction=c.max_area_fraction, max_depth=c.max_depth,
+                                        return_plane=True)
         else:
             dets = segment_color(rgb, stride=c.color_stride, color_threshold=c.color_threshold,
                                  min_pixels=c.min_object_pixels, max_area_fraction=c.max_area_fraction,
                                  max_objects=c.max_objects, depth=depth, K=K)
-        return mode, dets
+        if mode != "depth" and dets and depth is not None and c.complete_with_depth:
+            plane = support_plane(depth, K, np.logical_or.reduce([d.mask for d in dets]), stride=c.depth_stride,
+                                  distance=c.plane_distance, max_depth=c.max_depth)
+        return mode, dets, plane
 
     def process(self, rgb, K, depth=None, labels=None) -> FrameResult:
         """Run the pipeline on one frame.
@@ -307,14 +327,14 @@ class PerceptionPipeline:
             depth = check_depth(depth, (H, W))
         if labels is not None:
             labels = check_labels(labels, (H, W))
-        timings = dict.fromkeys(("segment", "crop", "predict", "place", "sample", "debug"), 0.0)
+        timings = dict.fromkeys(("segment", "crop", "predict", "place", "complete", "sample", "debug"), 0.0)
 
         def lap(name, start):
             now = time.perf_counter()
             timings[name] = (now - start) * 1e3
             return now
 
-        mode, dets = self._segment(rgb, K, depth, labels)
+        mode, dets, plane = self._segment(rgb, K, depth, labels)
         t = lap("segment", t0)
         objects, warnings = [], []
         if dets:
@@ -328,9 +348,10 @@ class PerceptionPipeline:
                 raise ValueError(f"predictor returned vertices {verts.shape}, colors {colors.shape}, faces "
                                  f"{faces.shape} for {n} crops")
             t = lap("predict", t)
-            objects, dropped, t_place, t_sample = self._place_all(dets, crops, verts, faces, colors, rgb, K)
+            objects, dropped, t_place, t_complete, t_sample = self._place_all(dets, crops, verts, faces, colors,
+                                                                              rgb, K, depth, plane)
             warnings += dropped
-            timings["place"], timings["sample"] = t_place, t_sample
+            timings["place"], timings["complete"], timings["sample"] = t_place, t_complete, t_sample
             t = time.perf_counter()
         debug = None
         if c.debug_image:
@@ -379,10 +400,10 @@ class PerceptionPipeline:
             return (*parts[0], said)
         return (np.concatenate([p[0] for p in parts]), parts[0][1], np.concatenate([p[2] for p in parts]), said)
 
-    def _place_all(self, dets, crops, verts, faces, colors, rgb, K):
+    def _place_all(self, dets, crops, verts, faces, colors, rgb, K, depth, plane):
         c = self.config
         objects, warnings = [], []
-        t_place = t_sample = 0.0
+        t_place = t_complete = t_sample = 0.0
         n_surface = max(c.points_per_object, 2048)
         for i, (det, crop) in enumerate(zip(dets, crops)):
             ts = time.perf_counter()
@@ -405,24 +426,41 @@ class PerceptionPipeline:
                 continue
             ts = time.perf_counter()
             t_place += (ts - tp) * 1e3
-            points = placement.apply(surf[:c.points_per_object])
-            point_colors = surf_col[:c.points_per_object]
+            placed = placement.apply(verts[i])
+            vcol = np.clip(np.nan_to_num(colors[i], nan=0.5), 0.0, 1.0)
+            center = placement.center
+            completed = c.complete_with_depth and placement.source == "depth" and depth is not None
+            if completed:
+                done = complete_mesh(placed, faces, K, depth, det.mask, det.points, plane,
+                                     margin=c.completion_margin, contact=c.support_contact)
+                placed, center = done.vertices, placement.center + done.shift
+                tc = time.perf_counter()
+                t_complete += (tc - ts) * 1e3
+                ts = tc
+                # The completion is not a similarity: sample the corrected surface anew.
+                points, point_colors = sample_surface(placed, faces, c.points_per_object, vcol, seed=c.seed + i)
+            else:
+                points = placement.apply(surf[:c.points_per_object])
+                point_colors = surf_col[:c.points_per_object]
             if c.add_observed_points and det.points is not None and len(det.points):
                 obs, pix = det.points, det.pixels
                 if len(obs) > c.max_observed_points:
                     keep = np.linspace(0, len(obs) - 1, c.max_observed_points).astype(np.int64)
                     obs, pix = obs[keep], pix[keep]
-                points = np.concatenate([points, obs.astype(np.float32)])
                 obs_col = rgb[pix[:, 0], pix[:, 1]].astype(np.float32) / 255.0
-                point_colors = np.concatenate([point_colors, obs_col])
+                if depth is not None:
+                    points, point_colors = fuse_observed(points, point_colors, obs, obs_col, K, depth,
+                                                         c.completion_margin)
+                else:
+                    points = np.concatenate([points, obs.astype(np.float32)])
+                    point_colors = np.concatenate([point_colors, obs_col])
             objects.append(ObjectResult(
-                vertices=placement.apply(verts[i]), faces=faces,
-                colors=np.clip(np.nan_to_num(colors[i], nan=0.5), 0.0, 1.0),
+                vertices=placed, faces=faces, colors=vcol,
                 points=points, point_colors=point_colors, detection=det, scale_m=placement.scale,
-                center=placement.center, placement=placement, crop=crop,
-                instance=int(det.label) if 0 < det.label < 2**31 else i + 1))
+                center=center, placement=placement, crop=crop,
+                instance=int(det.label) if 0 < det.label < 2**31 else i + 1, completed=completed))
             t_sample += (time.perf_counter() - ts) * 1e3
-        return objects, warnings, t_place, t_sample
+        return objects, warnings, t_place, t_complete, t_sample
 
     @property
     def overlay_renderer(self) -> str:

@@ -17,8 +17,8 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 __all__ = ["NodeStats"]
 
 # Stage order in the status (pipeline stages first, then the node's own).
-_STAGES = ("decode", "segment", "crop", "predict", "place", "sample", "debug", "total", "publish", "node_total",
-           "image_to_points")
+_STAGES = ("decode", "segment", "crop", "predict", "place", "complete", "sample", "debug", "total", "publish",
+           "node_total", "image_to_points")
 
 
 class NodeStats:

@@ -1,0 +1,204 @@
+"""Completing a placed mesh with what the camera measured.
+
+The network predicts the whole object from one crop, but only its shape is learned: where its visible
+surface lies, and where the table is, the depth image knows better. :func:`complete_mesh` corrects a placed
+mesh (optical frame, metres) in three steps, each a projection onto what the measurement allows:
+
+1. *Align*: translate the mesh so its camera-visible vertices meet the observed points (robust ICP,
+   translation only; the placement already fixed the scale from the mask).
+2. *Support*: an object whose observed points reach down to the table rests on it. Its mesh is stretched
+   along the plane normal, about its top, until the bottom touches the plane; vertices below the plane are
+   put onto it (nothing is under the table top).
+3. *Snap*: the camera sees no surface in front of the measured one, so vertices in front of the measured
+   depth of their pixel (and camera-facing vertices just behind it) move along their viewing ray onto it.
+
+:func:`fuse_observed` then builds the cloud a grasp planner wants: the measured points, plus the completed
+surface only where the camera could not see it (behind the measured surface, or where depth is missing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import check_intrinsics
+
+
+def depth_at(points: np.ndarray, K: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Measured depth at the pixel each point projects to.
+
+    Args:
+        points: (N, 3) optical-frame metres. K: (3, 3). depth: (H, W) metres, <= 0 or non-finite = invalid.
+    Returns:
+        d (N,) float64 measured depth (0 where invalid, out of the image or behind the camera) and
+        pix (N, 2) int64 (row, col) of the pixel (clipped into the image).
+    """
+    p = np.asarray(points, dtype=np.float64)
+    H, W = depth.shape
+    z = p[:, 2]
+    front = z > 1e-9
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.where(front, (K[0, 0] * p[:, 0] + K[0, 1] * p[:, 1]) / z + K[0, 2], -1.0)
+        v = np.where(front, K[1, 1] * p[:, 1] / z + K[1, 2], -1.0)
+    inside = front & (u > -0.5) & (u < W - 0.5) & (v > -0.5) & (v < H - 0.5)
+    col = np.clip(np.rint(np.nan_to_num(u, nan=-1.0)), 0, W - 1).astype(np.int64)
+    row = np.clip(np.rint(np.nan_to_num(v, nan=-1.0)), 0, H - 1).astype(np.int64)
+    d = np.where(inside, depth[row, col], 0.0).astype(np.float64)
+    d[~np.isfinite(d) | (d < 0)] = 0.0
+    return d, np.stack([row, col], axis=1)
+
+
+def visibility(points: np.ndarray, K: np.ndarray, depth: np.ndarray, margin: float = 0.01):
+    """Classify points against a depth image.
+
+    Args:
+        points: (N, 3) optical-frame metres. K: (3, 3). depth: (H, W) metres. margin: measurement
+            tolerance (m).
+    Returns:
+        (seen, hidden, free) (N,) bool: within ``margin`` of the measured surface; behind it by more than
+        ``margin``; in front of it by more than ``margin`` (the camera sees past the point, so no surface is
+        there). A point without a valid measurement is none of the three.
+    """
+    d, _ = depth_at(points, K, depth)
+    z = np.asarray(points, dtype=np.float64)[:, 2]
+    valid = d > 0
+    return valid & (np.abs(z - d) <= margin), valid & (z > d + margin), valid & (z < d - margin)
+
+
+@dataclass
+class Completion:
+    """Result of :func:`complete_mesh`.
+
+    Attributes:
+        vertices: (V, 3) float32 completed mesh, optical frame (m).
+        shift: (3,) float64 translation applied by the alignment (m).
+        supported: the mesh was made to rest on the plane.
+        snapped: number of vertices moved onto the measured surface.
+    """
+
+    vertices: np.ndarray
+    shift: np.ndarray
+    supported: bool
+    snapped: int
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals (V, 3), unit length (zero for isolated vertices)."""
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    n = np.zeros_like(v)
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    for k in range(3):
+        np.add.at(n, f[:, k], fn)
+    norm = np.linalg.norm(n, axis=1, keepdims=True)
+    return np.divide(n, norm, out=np.zeros_like(n), where=norm > 0)
+
+
+def complete_mesh(vertices, faces, K, depth, mask, observed, plane=None, *, margin: float = 0.01,
+                  max_shift: float = 0.05, contact: float = 0.03, iterations: int = 8) -> Completion:
+    """Correct a placed mesh with the measured depth and the support plane (module docstring).
+
+    Args:
+        vertices: (V, 3) placed mesh, optical frame (m). faces: (F, 3) int.
+        K: (3, 3) intrinsics. depth: (H, W) metres of the whole frame. mask: (H, W) bool, this object's mask.
+        observed: (N, 3) this object's measured points (m), N >= 3.
+        plane: table plane ``(n (3,), d)`` with ``n . p + d`` the height above it (camera side positive), or
+            None (no support step).
+        margin: depth tolerance (m): a vertex within it of the measured surface counts as seen.
+        max_shift: alignment matches vertices to observed points at most this far apart (m), and the total
+            shift is capped at it.
+        contact: the object rests on the plane when its lowest observed point is at most this high (m).
+        iterations: alignment iterations.
+    Returns:
+        :class:`Completion`.
+    Raises:
+        ValueError: malformed shapes or non-finite values.
+    """
+    from scipy.spatial import cKDTree
+
+    K = check_intrinsics(K)
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    obs = np.asarray(observed, dtype=np.float64)
+    depth = np.asarray(depth)
+    mask = np.asarray(mask, dtype=bool)
+    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0 or not np.all(np.isfinite(v)):
+        raise ValueError(f"vertices must be a finite (V, 3) array, got shape {v.shape}")
+    if f.ndim != 2 or f.shape[1] != 3 or (f.size and (f.min() < 0 or f.max() >= len(v))):
+        raise ValueError(f"faces must be (F, 3) indices into {len(v)} vertices")
+    if obs.ndim != 2 or obs.shape[1] != 3 or len(obs) < 3 or not np.all(np.isfinite(obs)):
+        raise ValueError(f"observed must be a finite (N >= 3, 3) array, got shape {obs.shape}")
+    if depth.ndim != 2 or mask.shape != depth.shape:
+        raise ValueError(f"depth (H, W) and mask must match, got {depth.shape} and {mask.shape}")
+    v = v.copy()
+
+    # 1. Align the camera-visible part to the measurement. Hidden vertices have no counterpart in it.
+    tree = cKDTree(obs)
+    shift = np.zeros(3)
+    for _ in range(max(0, int(iterations))):
+        _, hidden, _ = visibility(v, K, depth, margin)
+        front = ~hidden
+        dist, idx = tree.query(v[front], distance_upper_bound=max_shift)
+        ok = np.isfinite(dist)
+        if ok.sum() < 3:
+            break
+        step = np.median(obs[idx[ok]] - v[front][ok], axis=0)
+        new = shift + step
+        if np.linalg.norm(new) > max_shift:
+            step *= max(0.0, max_shift - np.linalg.norm(shift)) / max(np.linalg.norm(step), 1e-12)
+            new = shift + step
+        v += step
+        shift = new
+        if np.linalg.norm(step) < 1e-4:
+            break
+
+    # 2. Rest on the table.
+    supported = False
+    if plane is not None:
+        n = np.asarray(plane[0], dtype=np.float64)
+        d0 = float(plane[1])
+        h = v @ n + d0
+        if float((obs @ n + d0).min()) <= contact:
+            supported = True
+            top, bottom = float(h.max()), float(h.min())
+            if top > 0 and bottom > 0:
+                v += ((top - (top - h) * top / (top - bottom)) - h)[:, None] * n
+                h = v @ n + d0
+            v -= np.minimum(h, 0.0)[:, None] * n
+
+    # 3. Onto the measured surface: every vertex in front of it, camera-facing ones just behind it.
+    d, pix = depth_at(v, K, depth)
+    on_object = (d > 0) & mask[pix[:, 0], pix[:, 1]]
+    facing = (vertex_normals(v, f) * v).sum(axis=1) < 0
+    snap = on_object & ((v[:, 2] < d - margin) | ((v[:, 2] <= d + margin) & facing))
+    v[snap] *= (d[snap] / v[snap, 2])[:, None]
+    return Completion(vertices=v.astype(np.float32), shift=shift, supported=supported, snapped=int(snap.sum()))
+
+
+def fuse_observed(surface, surface_colors, observed, observed_colors, K, depth, margin: float = 0.01):
+    """The measured points plus the completed surface where the camera could not see it.
+
+    Surface samples the camera sees (within ``margin`` of the measured depth) are replaced by the
+    measurement; samples in front of it contradict it and are dropped; samples behind it or without a
+    measurement are kept.
+
+    Args:
+        surface: (P, 3) completed-surface samples (m); surface_colors (P, 3) [0, 1].
+        observed: (N, 3) measured points (m); observed_colors (N, 3) [0, 1].
+        K: (3, 3). depth: (H, W) metres. margin: m.
+    Returns:
+        points (M, 3) float32 (kept surface samples first, then the observed points) and colors (M, 3)
+        float32.
+    """
+    s = np.asarray(surface, dtype=np.float32).reshape(-1, 3)
+    o = np.asarray(observed, dtype=np.float32).reshape(-1, 3)
+    if len(s):
+        seen, _, free = visibility(s, K, depth, margin)
+        keep = ~(seen | free)
+    else:
+        keep = np.zeros(0, bool)
+    points = np.concatenate([s[keep], o])
+    colors = np.concatenate([np.asarray(surface_colors, np.float32).reshape(-1, 3)[keep],
+                             np.asarray(observed_colors, np.float32).reshape(-1, 3)])
+    return points, colors
