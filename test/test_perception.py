@@ -470,7 +470,8 @@ def _true_object(obj, objects):
 def test_pipeline_sphere_scene_end_to_end(sphere_scene):
     frame, objects, K, _ = sphere_scene
     pred = S.SpherePredictor()
-    pipe = PerceptionPipeline(pred, {"points_per_object": 500, "debug_renderer": "opencv", "add_observed_points": False})
+    pipe = PerceptionPipeline(pred, {"points_per_object": 500, "debug_renderer": "opencv",
+                                     "add_observed_points": False})
     res = pipe.process(frame["rgb"], K, depth=frame["depth"])
     assert pred.calls == 1 and res.segmentation == "depth" and res.warnings == []
     assert len(res.objects) == len(objects)

@@ -153,10 +153,16 @@ PIPELINE_PARAMETERS = (
       "diameter (m); 0 = use default_distance.", False, 0.0, 100.0),
     P("min_depth_points", _PC["min_depth_points"], "Objects with fewer valid depth pixels are placed "
       "RGB-only.", False, 0, 1_000_000),
+    P("complete_with_depth", _PC["complete_with_depth"], "Correct each mesh with the measured depth: align it "
+      "to the object's points, rest it on the table plane, move its front onto the measured surface."),
+    P("completion_margin", _PC["completion_margin"], "Depth tolerance (m) for 'the camera sees this point' "
+      "(completion and cloud fusion).", False, 1e-4, 0.5),
+    P("support_contact", _PC["support_contact"], "An object whose lowest measured point is at most this high "
+      "(m) above the table rests on it.", False, 0.0, 1.0),
     P("points_per_object", _PC["points_per_object"], "Points sampled on each completed mesh surface for "
       "~/points.", False, 0, 1_000_000),
-    P("add_observed_points", _PC["add_observed_points"], "Also put each object's measured depth points "
-      "into ~/points."),
+    P("add_observed_points", _PC["add_observed_points"], "~/points holds each object's measured depth points "
+      "and its completed surface only where the camera cannot see it (else the surface samples alone)."),
     P("max_observed_points", _PC["max_observed_points"], "At most this many observed points per object "
       "(uniformly subsampled).", False, 0, 10_000_000),
     P("seed", _PC["seed"], "Seed of the surface sampling (fixed: clouds are repeatable).", False, 0, 2**31 - 1),

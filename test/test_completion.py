@@ -1,0 +1,187 @@
+"""dibr_ros.perception.completion against ray-cast frames with exact geometry."""
+
+import numpy as np
+import pytest
+
+from dibr_ros.eval.metrics import distance_to_shape
+from dibr_ros.perception import synthetic as S
+from dibr_ros.perception.completion import complete_mesh, depth_at, fuse_observed, visibility
+from dibr_ros.perception.geometry import backproject, pixel_rays
+from dibr_ros.perception.pipeline import PerceptionPipeline
+
+W, H = 320, 240
+
+
+def one_object(kind="sphere", lift=0.0):
+    """A sphere of radius 4 cm (or a box) on the table, optionally lifted ``lift`` m off it."""
+    K = S.default_intrinsics(W, H)
+    n, d = S.table_plane(0.6, 50.0)
+    foot = -d * n
+    e2 = np.cross(n, [1.0, 0.0, 0.0])
+    e2 = e2 if e2[2] > 0 else -e2
+    base = foot + 0.5 * e2
+    if kind == "sphere":
+        ob = S.SceneObject("sphere", base + n * (0.04 + lift), np.float64(0.04))
+    else:
+        half = np.array([0.05, 0.03, 0.025])
+        ob = S.SceneObject("box", base + n * (half[2] + lift), half, np.stack([[1.0, 0, 0], e2, n], axis=1))
+    frame = S.render_scene([ob], K, W, H, plane=(n, d))
+    mask = frame["labels"] == 1
+    obs, _ = backproject(frame["depth"], K, mask)
+    return frame, ob, K, (n, d), mask, obs
+
+
+def height(points, plane):
+    return np.asarray(points, float) @ plane[0] + plane[1]
+
+
+def test_depth_at_and_visibility_against_the_table():
+    K = S.default_intrinsics(W, H)
+    plane = S.table_plane(0.6, 50.0)
+    depth = S.render_scene([], K, W, H, plane=plane)["depth"]
+    uv = np.array([[10.0, 200.0], [160.0, 120.0], [300.0, 230.0]])
+    true = depth[uv[:, 1].astype(int), uv[:, 0].astype(int)].astype(np.float64)
+    rays = pixel_rays(K, uv)
+    pts = np.concatenate([rays * (true + 0.05)[:, None], rays * (true - 0.05)[:, None],
+                          rays * (true + 0.002)[:, None]])
+    d, pix = depth_at(pts, K, depth)
+    np.testing.assert_allclose(d, np.tile(true, 3))
+    np.testing.assert_array_equal(pix[:3], uv[:, ::-1].astype(int))
+    seen, hidden, free = visibility(pts, K, depth, margin=0.01)
+    np.testing.assert_array_equal(hidden, [1, 1, 1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(free, [0, 0, 0, 1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(seen, [0, 0, 0, 0, 0, 0, 1, 1, 1])
+    # Outside the image, behind the camera, or on a pixel without depth: no measurement, no class.
+    holes = depth.copy()
+    holes[120, 160] = 0.0
+    odd = np.array([[5.0, 0.0, 1.0], [0.0, 0.0, -1.0], rays[1] * true[1]])
+    d, _ = depth_at(odd, K, holes)
+    assert np.all(d == 0)
+    assert not np.any(np.concatenate(visibility(odd, K, holes)))
+
+
+def test_alignment_recovers_a_translation():
+    frame, ob, K, plane, mask, obs = one_object()
+    v, f = ob.mesh()
+    offset = np.array([0.015, -0.01, 0.02])
+    done = complete_mesh(v + offset, f, K, frame["depth"], mask, obs, None, margin=0.005)
+    np.testing.assert_allclose(done.shift, -offset, atol=2e-3)
+    r = np.linalg.norm(done.vertices - ob.center, axis=1)
+    assert np.median(np.abs(r - ob.size)) < 2e-3
+    assert done.supported is False and done.vertices.dtype == np.float32
+
+
+def test_support_stretches_a_floating_mesh_down_to_the_table():
+    frame, ob, K, plane, mask, obs = one_object()
+    v, f = ob.mesh()
+    # The prediction is too flat: its top is right, its bottom floats 3 cm above the table.
+    h = height(v, plane)
+    squashed = v - ((h - h.max()) * 0.4)[:, None] * plane[0]
+    assert height(squashed, plane).min() > 0.029
+    done = complete_mesh(squashed, f, K, frame["depth"], mask, obs, plane, iterations=0)
+    hd = height(done.vertices, plane)
+    assert done.supported and abs(hd.min()) < 1e-5 and hd.max() == pytest.approx(h.max(), abs=2e-3)
+    # The back (hidden, not snapped) now reaches the true sphere's extent.
+    assert np.median(np.abs(np.linalg.norm(done.vertices - ob.center, axis=1) - ob.size)) < 4e-3
+
+
+def test_support_clips_below_the_table_and_leaves_stacked_objects_alone():
+    frame, ob, K, plane, mask, obs = one_object()
+    v, f = ob.mesh()
+    sunk = v - 0.02 * plane[0]
+    done = complete_mesh(sunk, f, K, frame["depth"], mask, obs, plane, iterations=0)
+    assert done.supported and height(done.vertices, plane).min() > -1e-6
+    # An object held 8 cm above the table does not rest on it: no stretch, no clipping.
+    frame, ob, K, plane, mask, obs = one_object(lift=0.08)
+    v, f = ob.mesh()
+    squashed = v - ((height(v, plane) - height(v, plane).max()) * 0.4)[:, None] * plane[0]
+    done = complete_mesh(squashed, f, K, frame["depth"], mask, obs, plane, iterations=0)
+    assert not done.supported
+    assert height(done.vertices, plane).min() == pytest.approx(height(squashed, plane).min(), abs=1e-6)
+
+
+def test_snap_moves_the_front_onto_the_measured_surface_only():
+    frame, ob, K, plane, mask, obs = one_object()
+    v, f = ob.mesh()
+    big = (v - ob.center) * 1.25 + ob.center  # front sticks out towards the camera
+    done = complete_mesh(big, f, K, frame["depth"], mask, obs, None, iterations=0, margin=0.005)
+    d, pix = depth_at(done.vertices, K, frame["depth"])
+    on = (d > 0) & mask[pix[:, 0], pix[:, 1]]
+    moved = np.linalg.norm(done.vertices - big, axis=1) > 1e-7
+    assert done.snapped == moved.sum() > 20
+    # Every vertex on the object is now behind or on the measured surface, the moved ones on it...
+    assert np.all(done.vertices[on, 2] >= d[on] - 0.005 - 1e-6)
+    np.testing.assert_allclose(done.vertices[moved, 2], d[moved], atol=1e-5)
+    # ...along their own viewing rays.
+    a = done.vertices[moved] / np.linalg.norm(done.vertices[moved], axis=1, keepdims=True)
+    b = big[moved] / np.linalg.norm(big[moved], axis=1, keepdims=True)
+    assert np.abs(a - b).max() < 1e-5
+    # The far side is unchanged.
+    back = (big - ob.center) @ (ob.center / np.linalg.norm(ob.center)) > 0.02
+    assert not moved[back].any()
+
+
+def test_fuse_observed_keeps_only_what_the_camera_cannot_see():
+    frame, ob, K, plane, mask, obs = one_object()
+    v, f = ob.mesh(4)
+    colors = np.full((len(v), 3), 0.25, np.float32)
+    obs_col = np.full((len(obs), 3), 0.75, np.float32)
+    pts, col = fuse_observed(v, colors, obs, obs_col, K, frame["depth"], margin=0.005)
+    kept = pts[:-len(obs)]
+    np.testing.assert_array_equal(pts[-len(obs):], obs.astype(np.float32))
+    assert np.all(col[:-len(obs)] == 0.25) and np.all(col[-len(obs):] == 0.75)
+    d, _ = depth_at(kept, K, frame["depth"])
+    assert np.all((d == 0) | (kept[:, 2] > d + 0.005))
+    # About the far half of the sphere remains.
+    assert 0.3 < len(kept) / len(v) < 0.7
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(vertices=np.zeros((0, 3))), "vertices"),
+    (dict(vertices=np.full((4, 3), np.nan)), "vertices"),
+    (dict(faces=np.array([[0, 1, 99]])), "faces"),
+    (dict(observed=np.zeros((2, 3))), "observed"),
+    (dict(mask=np.zeros((5, 5), bool)), "match"),
+])
+def test_complete_mesh_rejects_bad_input(kwargs, match):
+    frame, ob, K, plane, mask, obs = one_object()
+    v, f = ob.mesh(1)
+    args = dict(vertices=v, faces=f, K=K, depth=frame["depth"], mask=mask, observed=obs)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        complete_mesh(**args)
+
+
+def test_pipeline_completion_fits_a_sphere_prediction_to_boxes():
+    """The sphere baseline predicts every box wrong; completion moves its visible part onto the measured
+    box and its bottom onto the table."""
+    frame, objects, K, plane = S.tabletop_scene(3, seed=5, kinds=("box",))
+    err = {}
+    for on in (False, True):
+        pipe = PerceptionPipeline(S.SpherePredictor(), {"complete_with_depth": on, "debug_image": False,
+                                                         "add_observed_points": False})
+        res = pipe.process(frame["rgb"], K, depth=frame["depth"])
+        assert len(res.objects) == len(objects) and all(o.completed == on for o in res.objects)
+        dist = []
+        for o in res.objects:
+            ob = min(objects, key=lambda b: np.linalg.norm(b.center - o.center))
+            dist.append(np.median(distance_to_shape(o.points.astype(np.float64), *ob.mesh())))
+            if on:
+                assert height(o.vertices, plane).min() > -1e-5
+        err[on] = np.mean(dist)
+    assert err[True] < 0.6 * err[False]
+
+
+def test_support_plane_and_segment_depth_return_the_table():
+    from dibr_ros.perception.segmentation import segment_depth, support_plane
+
+    frame, objects, K, (n, d) = S.tabletop_scene(4, seed=1)
+    objects_mask = frame["labels"] > 0
+    for got in (support_plane(frame["depth"], K, objects_mask), segment_depth(frame["depth"], K,
+                                                                              return_plane=True)[1]):
+        assert np.degrees(np.arccos(min(1.0, abs(float(got[0] @ n))))) < 0.5
+        assert got[0] @ n > 0 and got[1] == pytest.approx(d, abs=3e-3)  # camera side positive
+    dets, plane = segment_depth(frame["depth"], K, return_plane=True)
+    assert len(dets) == len(objects) and len(segment_depth(frame["depth"], K)) == len(objects)
+    assert support_plane(np.zeros((H, W), np.float32), S.default_intrinsics(W, H)) is None
+    assert segment_depth(np.zeros((H, W), np.float32), S.default_intrinsics(W, H), return_plane=True) == ([], None)
