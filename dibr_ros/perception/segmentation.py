@@ -176,9 +176,15 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
 
     The plane and clusters are computed on ``stride`` x ``stride`` blocks (nearest valid depth); clusters
     are 4-connected neighbourhoods whose depth jump is below ``cluster_distance + 4 * z * stride / fx`` (the
-    second term lets steep surfaces stay connected). Labels are then carried back to full resolution: a
-    full-resolution pixel belongs to object k when it lies above the plane and its low-resolution cell (or a
-    neighbour of it) is k.
+    second term lets steep surfaces stay connected). Labels are then carried back to full resolution, where
+    heights come from the plane refit by least squares on the pixels within ``plane_distance`` of it: a
+    pixel belongs to object k when it lies more than ``min_height`` above the plane and its low-resolution
+    cell (or a neighbour of it) is k. Then each object grows along its surface (4-connected, same depth-jump
+    rule at stride 1, nearest object first) by up to ``3 * min_height`` metres into the pixels above the
+    plane's noise level: the object's lowest ``min_height``, which it shares with the table's height band,
+    and boundary pixels the low resolution missed. The noise level is ``3 sigma`` of the table pixels'
+    heights (robust sigma), at least ``plane_distance / 10``; it reaches ``min_height`` on a noisy sensor,
+    which leaves only the boundary pixels to grow into.
     Without a plane holding ``min_plane_fraction`` of the points, every valid point counts as foreground.
 
     Args:
@@ -186,7 +192,8 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         K: (3, 3) intrinsics.
         stride: subsampling step (pixels) for plane fitting and clustering.
         plane_distance: RANSAC inlier distance (m).
-        min_height: points closer to the plane than this (m) are table.
+        min_height: points closer to the plane than this (m) are table unless an object's surface continues
+            into them; an object entirely below it (e.g. a domino lying flat) is table.
         cluster_distance: depth jump (m) that separates two objects.
         min_object_size, max_object_size: bounds (m) on the diagonal of an object's observed 3D bounding box.
         min_pixels: minimum full-resolution mask area (pixels); max_area_fraction: maximum area as a
@@ -196,7 +203,7 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         return_plane: also return the support plane.
     Returns:
         list of :class:`Detection` with ``points``/``pixels`` filled; with ``return_plane``, the tuple
-        ``(detections, plane)``, plane = ``(n (3,), d)`` as :func:`fit_plane` returns it, or None.
+        ``(detections, plane)``, plane = the refit ``(n (3,), d)`` as :func:`fit_plane` returns it, or None.
     """
     import cv2
 
@@ -223,6 +230,11 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
     rays_s = pixel_rays(K, np.stack([us * stride + half, vs * stride + half], axis=-1))
     pts = rays_s * small[vs, us][:, None].astype(np.float64)
     plane = fit_plane(pts, plane_distance, plane_iterations, min_plane_fraction)
+    fine, noise = None, plane_distance
+    if plane is not None:
+        # Full-resolution heights use the plane refit on true pixel positions: block-minimum points sit up
+        # to half a block nearer the camera, which shifts ``plane`` by ~1 mm towards it.
+        fine, noise = _refine_plane(depth, K, plane, 2 * stride, plane_distance)
 
     fg_s = np.zeros_like(valid_s)
     if plane is None:
@@ -231,7 +243,7 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         n, d = plane
         fg_s[vs, us] = pts @ n + d > min_height
     if fg_s.sum() == 0:
-        return ([], plane) if return_plane else []
+        return ([], fine) if return_plane else []
     tol = cluster_distance + 4.0 * small * stride / K[0, 0]
     count, lab_s = _components(fg_s, small, tol)
 
@@ -252,22 +264,38 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
             if min_pixels <= area[k] <= max_area_fraction * H * W and min_object_size <= size[k] <= max_object_size]
     keep = sorted(keep, key=lambda k: -npix[k])[:min(max_objects, 65535)]
     if not keep:
-        return ([], plane) if return_plane else []
+        return ([], fine) if return_plane else []
 
-    # Full resolution, per object region only: a pixel belongs to object j when it lies above the plane
-    # (h = z * (n . K^-1 [u, v, 1]) + d) and its low-resolution cell, or a neighbouring cell, is j.
+    # Full resolution: the low band (heights between the measured plane noise and min_height) may join an
+    # object along its surface, up to ``reach`` metres from the pixels above min_height.
+    margin = 0
+    if plane is not None:
+        n, d = fine
+        ga, gb, gc = (np.linalg.inv(K).T @ n).astype(np.float32)
+        band_low = min(min_height, max(3.0 * noise, 0.1 * plane_distance))
+        reach = 3.0 * min_height
+        z_near = min(float(mins[k, 2]) for k in keep)
+        margin = int(np.ceil(reach * K[0, 0] / max(z_near, 1e-6))) + stride
     remap = np.zeros(count + 1, dtype=np.uint16)
     remap[keep] = np.arange(1, len(keep) + 1, dtype=np.uint16)
     lab_small = remap[lab_s]
     grown = cv2.dilate(lab_small, np.ones((3, 3), np.uint8)) if stride > 1 else lab_small
-    if plane is not None:
-        n, d = plane
-        ga, gb, gc = (np.linalg.inv(K).T @ n).astype(np.float32)
-    items = []
-    for j, k in enumerate(keep, start=1):
+    boxes = []
+    for j in range(1, len(keep) + 1):
         rows, cols = np.nonzero(lab_small == j)  # (grown may lose j where a neighbour's label is larger)
-        ry0, ry1 = max(0, rows.min() - 1) * stride, min(H, (rows.max() + 2) * stride)
-        rx0, rx1 = max(0, cols.min() - 1) * stride, min(W, (cols.max() + 2) * stride)
+        boxes.append((max(0, rows.min() - 1) * stride, min(H, (rows.max() + 2) * stride),
+                      max(0, cols.min() - 1) * stride, min(W, (cols.max() + 2) * stride)))
+    # One crop around all objects (plus the growth reach) holds every full-resolution computation.
+    uy0, ux0 = max(0, min(b[0] for b in boxes) - margin), max(0, min(b[2] for b in boxes) - margin)
+    uy1, ux1 = min(H, max(b[1] for b in boxes) + margin), min(W, max(b[3] for b in boxes) + margin)
+    crop = depth[uy0:uy1, ux0:ux1]
+    if plane is not None:
+        height = crop * ((ga * np.arange(ux0, ux1, dtype=np.float32))[None, :]
+                         + (gb * np.arange(uy0, uy1, dtype=np.float32))[:, None] + gc) + np.float32(d)
+    owner = np.zeros(crop.shape, np.uint16)
+    for j, (k, (ry0, ry1, rx0, rx1)) in enumerate(zip(keep, boxes), start=1):
+        # A pixel belongs to object j when it lies above the plane and its low-resolution cell, or a
+        # neighbouring cell, is j.
         sub = depth[ry0:ry1, rx0:rx1]
         # Upsample by index: full pixel (y, x) lies in low-resolution cell (y // stride, x // stride).
         yi = np.arange(ry0, ry1) // stride
@@ -275,17 +303,86 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         own = lab_small[np.ix_(yi, xi)]
         near = grown[np.ix_(yi, xi)]
         lab = np.where(own > 0, own, near)
-        lo = mins[k, 2] - cluster_distance
-        hi = maxs[k, 2] + cluster_distance
-        m = (lab == j) & (sub > 0) & (sub >= lo) & (sub <= hi)
+        m = (lab == j) & (sub >= mins[k, 2] - cluster_distance) & (sub <= maxs[k, 2] + cluster_distance)
         if plane is not None:
-            g = (ga * np.arange(rx0, rx1, dtype=np.float32))[None, :] + \
-                (gb * np.arange(ry0, ry1, dtype=np.float32))[:, None] + gc
-            m &= sub * g + np.float32(d) > min_height
+            m &= height[ry0 - uy0:ry1 - uy0, rx0 - ux0:rx1 - ux0] > min_height
+        owner[ry0 - uy0:ry1 - uy0, rx0 - ux0:rx1 - ux0][m & (sub > 0)] = j
+    if plane is not None and reach > 0:
+        _grow(owner, crop, (crop > 0) & (height > band_low), K[0, 0], cluster_distance, reach)
+    items = []
+    for j in range(1, len(keep) + 1):
+        m = owner == j
         if min_pixels <= m.sum() <= max_area_fraction * H * W:
-            items.append((m, (rx0, ry0), 1.0, None))
+            items.append((m, (ux0, uy0), 1.0, None))
     dets = _finish(items, (H, W), depth, K, max_objects)
-    return (dets, plane) if return_plane else dets
+    return (dets, fine) if return_plane else dets
+
+
+def _refine_plane(depth: np.ndarray, K: np.ndarray, plane, step: int, distance: float):
+    """Least-squares refit of ``plane`` on the depth pixels (every ``step``-th) within ``distance`` of it.
+
+    Returns:
+        ``(n (3,), d)`` (camera side positive; ``plane`` itself when too few pixels support it) and the
+        robust standard deviation (m, 1.4826 MAD) of those pixels' distances to the refit plane.
+    """
+    sub = depth[::step, ::step]
+    vs, us = np.nonzero(sub > 0)
+    z = sub[vs, us].astype(np.float64)
+    pts = np.linalg.solve(K, np.stack([us * step * z, vs * step * z, z]))  # (3, N)
+    inl = pts[:, np.abs(plane[0] @ pts + plane[1]) < distance]
+    if inl.shape[1] < 10:
+        return plane, distance / 3.0
+    centroid = inl.mean(axis=1)
+    centred = inl - centroid[:, None]
+    _, vecs = np.linalg.eigh(centred @ centred.T)
+    n = vecs[:, 0] if vecs[:, 0] @ plane[0] > 0 else -vecs[:, 0]
+    res = n @ centred
+    return (n, -float(n @ centroid)), 1.4826 * float(np.median(np.abs(res - np.median(res))))
+
+
+def _grow(owner: np.ndarray, depth: np.ndarray, cand: np.ndarray, fx: float, cluster_distance: float,
+          reach: float) -> None:
+    """Give unowned ``cand`` pixels to the object nearest along the surface, in place.
+
+    Pixels are 4-connected where the depth jump is below ``cluster_distance + 4 * z / fx`` (as the
+    clustering, at stride 1); a step costs its 3D length ((z / fx, dz) metres) and growth stops after
+    ``reach`` metres (multi-source Dijkstra from the owned pixels next to candidates).
+
+    Args:
+        owner: (h, w) uint16 object index per pixel, 0 = none; updated.
+        depth: (h, w) float32 metres, 0 = invalid. cand: (h, w) bool, pixels that may join an object.
+    """
+    import cv2
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    free = cand & (owner == 0)
+    if not free.any():
+        return
+    seeds = (owner > 0) & (cv2.dilate(free.view(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    node = free | seeds
+    idx = np.full(node.shape, -1, np.int64)
+    count = int(node.sum())
+    idx[node] = np.arange(count)
+    rows, cols, cost = [], [], []
+    for a, b, za, zb, fa, fb in (
+        (idx[:, :-1], idx[:, 1:], depth[:, :-1], depth[:, 1:], free[:, :-1], free[:, 1:]),
+        (idx[:-1, :], idx[1:, :], depth[:-1, :], depth[1:, :], free[:-1, :], free[1:, :]),
+    ):
+        dz = np.abs(za - zb)
+        keep = (a >= 0) & (b >= 0) & (fa | fb) & (dz < cluster_distance + 4.0 * za / fx)
+        rows.append(a[keep])
+        cols.append(b[keep])
+        cost.append(np.hypot(za[keep] / fx, dz[keep]))
+    graph = coo_matrix((np.concatenate(cost), (np.concatenate(rows), np.concatenate(cols))),
+                       shape=(count, count)).tocsr()
+    sources = idx[seeds]
+    _, _, src = dijkstra(graph, directed=False, indices=sources, limit=reach, min_only=True,
+                         return_predecessors=True)
+    flat = owner[node]
+    got = (src >= 0) & (flat == 0)
+    flat[got] = flat[src[got]]
+    owner[node] = flat
 
 
 def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: float = 18.0,

@@ -1,0 +1,154 @@
+"""segment_depth's full-resolution masks against ray-cast boxes resting on a table (exact geometry).
+
+Every pixel's true height above the table follows from the ray-cast depth and the true plane, so the mask
+an object should get is known: all of its pixels clearly above the table's noise, none of the table's.
+"""
+
+import numpy as np
+import pytest
+
+from dibr_ros.perception import segment_depth
+from dibr_ros.perception import synthetic as S
+from dibr_ros.perception.geometry import pixel_rays
+
+W, H = 640, 480
+CAMERA_HEIGHT = 0.7
+PITCH = 50.0
+
+
+def box_on_table(fwd, side, half, yaw_deg=0.0):
+    """A box of half extents ``half`` (x, y along the table, z up) resting on the table, ``fwd`` m ahead
+    of the camera's foot point and ``side`` m to its right."""
+    n, d = S.table_plane(CAMERA_HEIGHT, PITCH)
+    e1 = np.array([1.0, 0.0, 0.0])
+    e2 = np.cross(n, e1)
+    e2 = e2 if e2[2] > 0 else -e2
+    yaw = np.radians(yaw_deg)
+    Rz = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1.0]])
+    half = np.asarray(half, float)
+    centre = -d * n + e2 * fwd + e1 * side + n * half[2]
+    return S.SceneObject("box", centre, half, np.stack([e1, e2, n], axis=1) @ Rz)
+
+
+def render(objects, noise=0.0, seed=0):
+    """Frame, K, true plane and each pixel's true height above the table (m, before noise)."""
+    K = S.default_intrinsics(W, H)
+    plane = S.table_plane(CAMERA_HEIGHT, PITCH)
+    frame = S.render_scene(objects, K, W, H, plane=plane)
+    vv, uu = np.mgrid[0:H, 0:W]
+    height = frame["depth"] * (pixel_rays(K, np.stack([uu, vv], axis=-1)) @ plane[0]) + plane[1]
+    if noise > 0:
+        rng = np.random.default_rng(seed)
+        depth = frame["depth"]
+        frame["depth"] = np.where(depth > 0, depth + rng.normal(0.0, noise, depth.shape), 0).astype(np.float32)
+    return frame, K, plane, height
+
+
+def best_match(dets, truth):
+    """The detection overlapping ``truth`` (bool mask) most."""
+    return max(dets, key=lambda d: (d.mask & truth).sum())
+
+
+def test_mask_holds_the_lowest_centimetre_and_no_table():
+    frame, K, _, height = render([box_on_table(0.55, 0.0, (0.04, 0.03, 0.03), yaw_deg=30.0)])
+    truth = frame["labels"] == 1
+    dets = segment_depth(frame["depth"], K)
+    assert len(dets) == 1
+    m = dets[0].mask
+    band = truth & (height > 0.002) & (height <= 0.01)
+    assert band.sum() > 150  # the low band is a real part of the object's image
+    # Every object pixel 2 mm or more above the table is in the mask (the old masks stopped at 1 cm) ...
+    assert m[truth & (height > 0.002)].all()
+    # ... and nothing else: no table pixel, and points reach down to the table.
+    assert not (m & ~truth).any()
+    assert (dets[0].points @ S.table_plane(CAMERA_HEIGHT, PITCH)[0] + CAMERA_HEIGHT).min() < 0.002
+    assert (m & truth).sum() / (m | truth).sum() > 0.98
+
+
+def test_flat_object_mostly_below_min_height_is_whole():
+    # A 1.2 cm bar lying on the table (like a toy cylinder on its side): 5/6 of it lies below min_height.
+    frame, K, _, height = render([box_on_table(0.45, -0.05, (0.06, 0.006, 0.006), yaw_deg=20.0)])
+    truth = frame["labels"] == 1
+    dets = segment_depth(frame["depth"], K)
+    assert len(dets) == 1
+    m = dets[0].mask
+    assert m[truth & (height > 0.002)].all() and not (m & ~truth).any()
+    assert m.sum() > 0.9 * truth.sum()
+
+
+def test_refit_plane_is_exact():
+    frame, K, (n_true, d_true), _ = render([box_on_table(0.55, 0.0, (0.04, 0.03, 0.03))])
+    _, (n, d) = segment_depth(frame["depth"], K, return_plane=True)
+    # The block-minimum RANSAC plane sits ~1 mm towards the camera; the refit is exact up to float32 depth.
+    assert abs(d - d_true) < 1e-4 and np.degrees(np.arccos(min(1.0, n @ n_true))) < 0.02
+
+
+def test_object_in_front_keeps_its_band_and_leaves_the_other_ones():
+    # A box in front of another, 7 cm nearer, hiding part of its base and touching it in the image: two
+    # objects; each band pixel goes to its own object, none across the occluding edge.
+    back = box_on_table(0.64, 0.0, (0.05, 0.03, 0.06))
+    front = box_on_table(0.5, 0.05, (0.05, 0.02, 0.065), yaw_deg=10.0)
+    frame, K, _, height = render([back, front])
+    lab = frame["labels"]
+    touching = ((lab[1:] == 1) & (lab[:-1] == 2)) | ((lab[1:] == 2) & (lab[:-1] == 1))
+    assert touching.sum() > 20  # the scene is what the test claims
+    dets = segment_depth(frame["depth"], K)
+    assert len(dets) == 2
+    for i in (1, 2):
+        truth = lab == i
+        m = best_match(dets, truth).mask
+        assert not (m & ~truth).any()
+        assert m[truth & (height > 0.002)].all()
+
+
+def test_two_boxes_side_by_side_each_get_their_band():
+    # 2 cm apart on the table: separate clusters, each grows only into its own base.
+    a = box_on_table(0.5, -0.06, (0.04, 0.03, 0.025), yaw_deg=5.0)
+    b = box_on_table(0.5, 0.03, (0.03, 0.03, 0.035), yaw_deg=-5.0)
+    frame, K, _, height = render([a, b])
+    dets = segment_depth(frame["depth"], K)
+    assert len(dets) == 2
+    for i in (1, 2):
+        truth = frame["labels"] == i
+        m = best_match(dets, truth).mask
+        assert not (m & ~truth).any() and m[truth & (height > 0.002)].all()
+
+
+@pytest.mark.parametrize("sigma", [0.001, 0.002])
+def test_noisy_depth_adds_band_pixels_not_table(sigma):
+    frame, K, _, height = render([box_on_table(0.42, 0.05, (0.05, 0.04, 0.04), yaw_deg=30.0),
+                                  box_on_table(0.35, -0.12, (0.04, 0.03, 0.02), yaw_deg=-40.0)],
+                                 noise=sigma, seed=3)
+    dets = segment_depth(frame["depth"], K)
+    assert len(dets) == 2
+    for i in (1, 2):
+        truth = frame["labels"] == i
+        m = best_match(dets, truth).mask
+        # Table pixels next to the object (true height 0) that noise lifts past the band's floor may join
+        # it; they stay a small fraction.
+        assert (m & ~truth).sum() < 0.01 * truth.sum()
+        # The band from 4 sigma up to min_height is recovered (below it, noise and table are alike).
+        band = truth & (height > 4 * sigma) & (height <= 0.01)
+        assert band.sum() > 40 and m[band].mean() > 0.9
+
+
+def test_heavy_noise_closes_the_band():
+    # Noise at min_height's scale: the band's floor reaches min_height, so the table is not taken in.
+    frame, K, _, _ = render([box_on_table(0.55, 0.0, (0.04, 0.03, 0.04), yaw_deg=30.0)], noise=0.004, seed=5)
+    dets = segment_depth(frame["depth"], K)
+    assert len(dets) == 1
+    truth = frame["labels"] == 1
+    m = dets[0].mask
+    assert (m & ~truth).sum() < 0.02 * truth.sum() and (m & truth).sum() > 0.8 * truth.sum()
+
+
+def test_holes_stay_out_of_grown_masks():
+    frame, K, _, _ = render([box_on_table(0.55, 0.0, (0.04, 0.03, 0.03), yaw_deg=30.0)])
+    depth = frame["depth"].copy()
+    holes = np.random.default_rng(1).random(depth.shape) < 0.2
+    depth[holes] = np.nan
+    dets = segment_depth(depth, K)
+    assert len(dets) == 1 and not dets[0].mask[holes].any()
+    assert len(dets[0].points) == dets[0].mask.sum()
+    truth = (frame["labels"] == 1) & ~holes
+    assert (dets[0].mask & truth).sum() > 0.97 * truth.sum()
