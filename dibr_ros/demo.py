@@ -479,7 +479,7 @@ def write_report(path: str, args, frames: list[Collected], evals: list[list[Obje
         "- node counters: " + ", ".join(f"{k[7:]} {v}" for k, v in diag.items() if k.startswith("frames_")),
         "", "## Latency per stage (node /diagnostics, ms)", "", "| stage | p50 | p95 |", "|---|---|---|"]
     stages = sorted({k[8:-7] for k in diag if k.startswith("latency_") and k.endswith("_p50_ms")},
-                    key=lambda x: ("decode segment crop predict place sample debug total publish node_total"
+                    key=lambda x: ("decode segment crop predict place complete sample debug total publish node_total"
                                    .split() + [x]).index(x))
     for st in stages:
         lines.append(f"| {st} | {diag.get(f'latency_{st}_p50_ms')} | {diag.get(f'latency_{st}_p95_ms')} |")

@@ -103,22 +103,50 @@ def test_support_clips_below_the_table_and_leaves_stacked_objects_alone():
 def test_snap_moves_the_front_onto_the_measured_surface_only():
     frame, ob, K, plane, mask, obs = one_object()
     v, f = ob.mesh()
-    big = (v - ob.center) * 1.25 + ob.center  # front sticks out towards the camera
-    done = complete_mesh(big, f, K, frame["depth"], mask, obs, None, iterations=0, margin=0.005)
+    view = ob.center / np.linalg.norm(ob.center)
+    near = v - 0.015 * view  # the whole sphere 1.5 cm too near: its front is in front of the measurement
+    done = complete_mesh(near, f, K, frame["depth"], mask, obs, None, iterations=0, margin=0.005)
+    assert done.carved == 0  # the silhouette barely grows (< 1 px): nothing is in free space
     d, pix = depth_at(done.vertices, K, frame["depth"])
     on = (d > 0) & mask[pix[:, 0], pix[:, 1]]
-    moved = np.linalg.norm(done.vertices - big, axis=1) > 1e-7
+    moved = np.linalg.norm(done.vertices - near, axis=1) > 1e-7
     assert done.snapped == moved.sum() > 20
     # Every vertex on the object is now behind or on the measured surface, the moved ones on it...
     assert np.all(done.vertices[on, 2] >= d[on] - 0.005 - 1e-6)
     np.testing.assert_allclose(done.vertices[moved, 2], d[moved], atol=1e-5)
     # ...along their own viewing rays.
     a = done.vertices[moved] / np.linalg.norm(done.vertices[moved], axis=1, keepdims=True)
-    b = big[moved] / np.linalg.norm(big[moved], axis=1, keepdims=True)
+    b = near[moved] / np.linalg.norm(near[moved], axis=1, keepdims=True)
     assert np.abs(a - b).max() < 1e-5
     # The far side is unchanged.
-    back = (big - ob.center) @ (ob.center / np.linalg.norm(ob.center)) > 0.02
+    back = (near - ob.center) @ view > 0.0
     assert not moved[back].any()
+
+
+def test_carve_pulls_vertices_out_of_space_the_camera_sees_through():
+    frame, ob, K, plane, mask, obs = one_object()
+    v, f = ob.mesh()
+    view = ob.center / np.linalg.norm(ob.center)
+    rel = v - ob.center
+    wide = ob.center + rel + 0.4 * (rel - np.outer(rel @ view, view))  # 1.4x across the view ray
+    done = complete_mesh(wide, f, K, frame["depth"], mask, obs, None, iterations=0, margin=0.005)
+    assert done.carved > 50
+    # Afterwards no vertex lies off the object's silhouette (2 px of tolerance) in front of the table the
+    # camera sees there.
+    rows, cols = np.nonzero(mask)
+    d, pix = depth_at(done.vertices, K, frame["depth"])
+    gap = np.array([np.min(np.maximum(np.abs(rows - r), np.abs(cols - c))) for r, c in pix])
+    off = (d > 0) & (gap > 2)
+    assert np.all(done.vertices[off, 2] >= d[off] - 0.005 - 1e-6)
+    # Carving pulls inwards (snapping, the step after it, moves only vertices on the mask), and leaves the
+    # shape near the true sphere.
+    c = obs.mean(axis=0)
+    moved_off = (np.linalg.norm(done.vertices - wide, axis=1) > 1e-6) & ~mask[pix[:, 0], pix[:, 1]]
+    assert moved_off.sum() > 20
+    assert np.all(np.linalg.norm(done.vertices[moved_off] - c, axis=1) < np.linalg.norm(wide[moved_off] - c, axis=1))
+    before = np.median(np.abs(np.linalg.norm(wide - ob.center, axis=1) - ob.size))
+    after = np.median(np.abs(np.linalg.norm(done.vertices - ob.center, axis=1) - ob.size))
+    assert after < 0.75 * before
 
 
 def test_fuse_observed_keeps_only_what_the_camera_cannot_see():

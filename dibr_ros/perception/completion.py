@@ -2,14 +2,16 @@
 
 The network predicts the whole object from one crop, but only its shape is learned: where its visible
 surface lies, and where the table is, the depth image knows better. :func:`complete_mesh` corrects a placed
-mesh (optical frame, metres) in three steps, each a projection onto what the measurement allows:
+mesh (optical frame, metres) in four steps, each a projection onto what the measurement allows:
 
 1. *Align*: translate the mesh so its camera-visible vertices meet the observed points (robust ICP,
    translation only; the placement already fixed the scale from the mask).
 2. *Support*: an object whose observed points reach down to the table rests on it. Its mesh is stretched
    along the plane normal, about its top, until the bottom touches the plane; vertices below the plane are
    put onto it (nothing is under the table top).
-3. *Snap*: the camera sees no surface in front of the measured one, so vertices in front of the measured
+3. *Carve*: where the camera sees past the object (off its mask, onto the table behind), there is no
+   surface; vertices there are pulled towards the object until they leave that free space.
+4. *Snap*: the camera sees no surface in front of the measured one, so vertices in front of the measured
    depth of their pixel (and camera-facing vertices just behind it) move along their viewing ray onto it.
 
 :func:`fuse_observed` then builds the cloud a grasp planner wants: the measured points, plus the completed
@@ -75,12 +77,14 @@ class Completion:
         shift: (3,) float64 translation applied by the alignment (m).
         supported: the mesh was made to rest on the plane.
         snapped: number of vertices moved onto the measured surface.
+        carved: number of vertices pulled out of space the camera sees through.
     """
 
     vertices: np.ndarray
     shift: np.ndarray
     supported: bool
     snapped: int
+    carved: int
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -168,13 +172,36 @@ def complete_mesh(vertices, faces, K, depth, mask, observed, plane=None, *, marg
                 h = v @ n + d0
             v -= np.minimum(h, 0.0)[:, None] * n
 
-    # 3. Onto the measured surface: every vertex in front of it, camera-facing ones just behind it.
+    # 3. Out of free space: a vertex off the object's mask and in front of what the camera sees there is
+    # where the camera sees through. Pull it towards the observed centre until it is not (bisection).
+    # The mask grows by 2 px first: segmentation masks lose a pixel or two at the silhouette.
+    import cv2
+
+    grown = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+
+    def free_space(p):
+        d, pix = depth_at(p, K, depth)
+        return (d > 0) & ~grown[pix[:, 0], pix[:, 1]] & (p[:, 2] < d - margin)
+
+    out = np.flatnonzero(free_space(v))
+    if len(out):
+        centre = obs.mean(axis=0)
+        lo, hi = np.zeros(len(out)), np.ones(len(out))
+        for _ in range(6):
+            mid = 0.5 * (lo + hi)
+            bad = free_space(centre + mid[:, None] * (v[out] - centre))
+            hi = np.where(bad, mid, hi)
+            lo = np.where(bad, lo, mid)
+        v[out] = centre + lo[:, None] * (v[out] - centre)
+
+    # 4. Onto the measured surface: every vertex in front of it, camera-facing ones just behind it.
     d, pix = depth_at(v, K, depth)
     on_object = (d > 0) & mask[pix[:, 0], pix[:, 1]]
     facing = (vertex_normals(v, f) * v).sum(axis=1) < 0
     snap = on_object & ((v[:, 2] < d - margin) | ((v[:, 2] <= d + margin) & facing))
     v[snap] *= (d[snap] / v[snap, 2])[:, None]
-    return Completion(vertices=v.astype(np.float32), shift=shift, supported=supported, snapped=int(snap.sum()))
+    return Completion(vertices=v.astype(np.float32), shift=shift, supported=supported, snapped=int(snap.sum()),
+                      carved=len(out))
 
 
 def fuse_observed(surface, surface_colors, observed, observed_colors, K, depth, margin: float = 0.01):
