@@ -67,7 +67,7 @@ def test_depth_segmentation_finds_every_object(scene):
     assert len(dets) == len(objects)
     matched = match(dets, frame["labels"], len(objects))
     assert sorted(m[0] for m in matched) == list(range(len(objects)))
-    # Only a strip of min_height (1 cm) above the table is lost.
+    # Only a thin strip next to the table (within the sensor noise of it) is lost.
     assert min(m[1] for m in matched) > 0.85
     for d, (truth, _) in zip(dets, matched):
         x0, y0, x1, y1 = d.box

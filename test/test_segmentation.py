@@ -152,3 +152,20 @@ def test_holes_stay_out_of_grown_masks():
     assert len(dets[0].points) == dets[0].mask.sum()
     truth = (frame["labels"] == 1) & ~holes
     assert (dets[0].mask & truth).sum() > 0.97 * truth.sum()
+
+
+@pytest.mark.parametrize("noise, found", [(0.0, True), (0.001, True), (0.004, False)])
+def test_flat_object_threshold_follows_the_sensor_noise(noise, found):
+    # A 7 mm slab (a domino lying flat) clears min_height (5 mm) on exact or 1 mm-noise depth; with 4 mm
+    # noise the seed threshold rises to 3 sigma (12 mm): the slab is table, and no noise blob becomes an object.
+    frame, K, _, height = render([box_on_table(0.5, 0.02, (0.025, 0.012, 0.0035), yaw_deg=10.0)], noise=noise,
+                                 seed=7)
+    truth = frame["labels"] == 1
+    dets = segment_depth(frame["depth"], K)
+    if found:
+        assert len(dets) == 1
+        m = dets[0].mask
+        assert (m & truth).sum() > 0.8 * truth.sum() and (m & ~truth).sum() < 0.05 * truth.sum()
+    else:
+        assert dets == []
+    assert len(segment_depth(frame["depth"], K, min_height=0.01)) == 0  # the old threshold never saw it

@@ -28,7 +28,8 @@ class PipelineConfig:
         segmentation: "auto" (labels if given, else depth if >= 10 % of it is valid, else colour), "depth",
             "color" or "labels".
         depth_stride [px]: subsampling for plane fit and clustering.
-        plane_distance [m]: RANSAC inlier distance. min_height [m]: points nearer the plane are table.
+        plane_distance [m]: RANSAC inlier distance. min_height [m]: points nearer the plane are table (at
+            least 3 sigma of the table's measured depth noise).
         cluster_distance [m]: depth jump separating objects. max_depth [m]: farther depth is ignored.
         min_object_size, max_object_size [m]: bounds on an object's observed 3D extent (depth mode).
         min_object_pixels [px]: minimum mask area; max_area_fraction: maximum mask area as a fraction of the
@@ -61,7 +62,7 @@ class PipelineConfig:
     segmentation: str = "auto"
     depth_stride: int = 4
     plane_distance: float = 0.01
-    min_height: float = 0.01
+    min_height: float = 0.005
     cluster_distance: float = 0.02
     max_depth: float = 10.0
     min_object_size: float = 0.02

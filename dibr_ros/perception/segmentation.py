@@ -166,7 +166,7 @@ def _components(valid: np.ndarray, z: np.ndarray, tol: np.ndarray) -> tuple[int,
     return count, labels
 
 
-def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, min_height: float = 0.01,
+def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, min_height: float = 0.005,
                   cluster_distance: float = 0.02, min_object_size: float = 0.02,
                   max_object_size: float = 0.6, min_pixels: int = 100, max_objects: int = 10,
                   max_area_fraction: float = 1.0, max_depth: float = 10.0, plane_iterations: int = 128,
@@ -193,7 +193,9 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         stride: subsampling step (pixels) for plane fitting and clustering.
         plane_distance: RANSAC inlier distance (m).
         min_height: points closer to the plane than this (m) are table unless an object's surface continues
-            into them; an object entirely below it (e.g. a domino lying flat) is table.
+            into them; an object entirely below it is table. Raised to 3 sigma of the table pixels' heights
+            when the sensor is noisier than that (a flat 6 mm domino is found on exact depth, not on a
+            sensor with sigma > 2 mm).
         cluster_distance: depth jump (m) that separates two objects.
         min_object_size, max_object_size: bounds (m) on the diagonal of an object's observed 3D bounding box.
         min_pixels: minimum full-resolution mask area (pixels); max_area_fraction: maximum area as a
@@ -235,13 +237,15 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         # Full-resolution heights use the plane refit on true pixel positions: block-minimum points sit up
         # to half a block nearer the camera, which shifts ``plane`` by ~1 mm towards it.
         fine, noise = _refine_plane(depth, K, plane, 2 * stride, plane_distance)
+    # Objects start above min_height, or above the table's own noise where the sensor is noisier.
+    seed_height = max(min_height, 3.0 * noise) if plane is not None else min_height
 
     fg_s = np.zeros_like(valid_s)
     if plane is None:
         fg_s[vs, us] = True
     else:
         n, d = plane
-        fg_s[vs, us] = pts @ n + d > min_height
+        fg_s[vs, us] = pts @ n + d > seed_height
     if fg_s.sum() == 0:
         return ([], fine) if return_plane else []
     tol = cluster_distance + 4.0 * small * stride / K[0, 0]
@@ -305,7 +309,7 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
         lab = np.where(own > 0, own, near)
         m = (lab == j) & (sub >= mins[k, 2] - cluster_distance) & (sub <= maxs[k, 2] + cluster_distance)
         if plane is not None:
-            m &= height[ry0 - uy0:ry1 - uy0, rx0 - ux0:rx1 - ux0] > min_height
+            m &= height[ry0 - uy0:ry1 - uy0, rx0 - ux0:rx1 - ux0] > seed_height
         owner[ry0 - uy0:ry1 - uy0, rx0 - ux0:rx1 - ux0][m & (sub > 0)] = j
     if plane is not None and reach > 0:
         _grow(owner, crop, (crop > 0) & (height > band_low), K[0, 0], cluster_distance, reach)

@@ -125,8 +125,8 @@ PIPELINE_PARAMETERS = (
       "clustering.", False, 1, 64),
     P("plane_distance", _PC["plane_distance"], "Depth segmentation: RANSAC table-plane inlier distance (m).",
       False, 1e-4, 1.0),
-    P("min_height", _PC["min_height"], "Depth segmentation: points nearer the plane than this (m) are table.",
-      False, 0.0, 1.0),
+    P("min_height", _PC["min_height"], "Depth segmentation: points nearer the plane than this (m) are table "
+      "(raised to 3 sigma of the table's measured depth noise).", False, 0.0, 1.0),
     P("cluster_distance", _PC["cluster_distance"], "Depth segmentation: depth jump (m) separating objects.",
       False, 1e-4, 1.0),
     P("max_depth", _PC["max_depth"], "Depth segmentation: depth beyond this (m) is ignored.", False,
