@@ -33,11 +33,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from dibr_ros.demo import shape_metrics  # noqa: E402
+from dibr_ros.perception.pipeline import PipelineConfig  # noqa: E402
 from dibr_ros.perception.segmentation import segment_depth  # noqa: E402
 
-#: PipelineConfig's depth-segmentation defaults (fixed here so the benchmark does not move with the config).
-PARAMS = dict(stride=4, plane_distance=0.01, min_height=0.01, cluster_distance=0.02, min_object_size=0.02,
-              max_object_size=0.6, min_pixels=100, max_objects=10, max_area_fraction=0.9, max_depth=10.0)
+_PC = PipelineConfig()
+#: The shipped PipelineConfig's depth-segmentation settings (what the node runs), printed with each result.
+PARAMS = dict(stride=_PC.depth_stride, plane_distance=_PC.plane_distance, min_height=_PC.min_height,
+              cluster_distance=_PC.cluster_distance, min_object_size=_PC.min_object_size,
+              max_object_size=_PC.max_object_size, min_pixels=_PC.min_object_pixels, max_objects=_PC.max_objects,
+              max_area_fraction=_PC.max_area_fraction, max_depth=_PC.max_depth)
 MIN_VISIBLE_PX = 100
 MIN_IOU = 0.1
 
@@ -194,7 +198,8 @@ def main(argv=None) -> int:
         with open(args.out, "a") as f:
             f.write(f"\n## {args.label or 'run'} ({datetime.date.today().isoformat()})\n\n"
                     f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f}.\n"
-                    f"Command: `{cmd.strip()}`\n\n{table}\n")
+                    f"Command: `{cmd.strip()}`\n"
+                    f"segment_depth arguments: {', '.join(f'{k}={v:g}' for k, v in params.items())}\n\n{table}\n")
     return 0
 
 
