@@ -9,8 +9,9 @@ mesh (optical frame, metres) in four steps, each a projection onto what the meas
 2. *Support*: an object whose observed points reach down to the table rests on it. Its mesh is stretched
    along the plane normal, about its top, until the bottom touches the plane; vertices below the plane are
    put onto it (nothing is under the table top).
-3. *Carve*: where the camera sees past the object (off its mask, onto the table behind), there is no
-   surface; vertices there are pulled towards the object until they leave that free space.
+3. *Carve*: off the object's mask the camera sees something else (the table, say); an object vertex
+   there that is not hidden behind it contradicts the image, and is pulled towards the object until it is
+   (this also removes the skirt that flattening onto the table leaves outside the object's footprint).
 4. *Snap*: the camera sees no surface in front of the measured one, so vertices in front of the measured
    depth of their pixel (and camera-facing vertices just behind it) move along their viewing ray onto it.
 
@@ -172,8 +173,9 @@ def complete_mesh(vertices, faces, K, depth, mask, observed, plane=None, *, marg
                 h = v @ n + d0
             v -= np.minimum(h, 0.0)[:, None] * n
 
-    # 3. Out of free space: a vertex off the object's mask and in front of what the camera sees there is
-    # where the camera sees through. Pull it towards the observed centre until it is not (bisection).
+    # 3. Out of free space: a vertex off the object's mask and not behind what the camera sees there (the
+    # table, say) is where the camera sees no object. Pull it towards the observed centre until it is
+    # hidden or on the mask (bisection).
     # The mask grows by 2 px first: segmentation masks lose a pixel or two at the silhouette.
     import cv2
 
@@ -181,7 +183,7 @@ def complete_mesh(vertices, faces, K, depth, mask, observed, plane=None, *, marg
 
     def free_space(p):
         d, pix = depth_at(p, K, depth)
-        return (d > 0) & ~grown[pix[:, 0], pix[:, 1]] & (p[:, 2] < d - margin)
+        return (d > 0) & ~grown[pix[:, 0], pix[:, 1]] & (p[:, 2] < d + margin)
 
     out = np.flatnonzero(free_space(v))
     if len(out):
