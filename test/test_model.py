@@ -132,6 +132,42 @@ def test_loss_terms_and_perfect_silhouette():
         DIBRLoss(tf, tv.shape[0], {"colour": 1.0})
 
 
+def test_depth_targets_and_depth_loss():
+    """The sampler's depth is the rendered distance along the optical axis; the depth term is 0 for the true
+    mesh and equals a shift of it along the input view's optical axis."""
+    objs = load_objects("train", names=[PRIMS[0]])
+    b = CropSampler(objs, views=2, size=48, seed=5, jitter=False).sample(1)
+    m = b["mask"][0] > 0
+    d = b["depth"][0]
+    assert bool((d[~m] == 0).all())
+    # A box of half-diagonal <= 1 (object units) around the origin, seen from |eye| away.
+    dist = b["eye"][0].norm(dim=-1)
+    for w in range(2):
+        assert float(d[w][m[w]].min()) > float(dist[w]) - 1.0 and float(d[w][m[w]].max()) < float(dist[w]) + 1.0
+    n, nf = int(objs["num_vertices"][0]), int(objs["num_faces"][0])
+    gv = torch.as_tensor(objs["vertices"][0, :n]).float() @ b["view_rot"][0, 0].T
+    faces = torch.as_tensor(objs["faces"][0, :nf]).long()
+    shift = torch.zeros(1, requires_grad=True)
+    loss = DIBRLoss(faces, n, {"color": 0.0, "depth": 1.0}, multiview=False)
+    for delta, expect in ((0.0, 0.0), (0.2, 0.2)):
+        shift.data.fill_(delta)
+        v = gv + torch.stack([torch.zeros(1), torch.zeros(1), shift]).T  # +z = away from view 0's camera
+        pred = {"vertices": torch.stack([v, gv]), "offsets": torch.zeros(2, n, 3), "colors": torch.ones(2, n, 3),
+                "sh": torch.zeros(2, 9)}
+        b1 = dict(b, depth=b["depth"][:, :1].expand(1, 2, 48, 48).clone())  # both renders compared in view 0
+        b1.update(R=b["R"][:, :1].expand(1, 2, 3, 3), eye=b["eye"][:, :1].expand(1, 2, 3),
+                  K=b["K"][:, :1].expand(1, 2, 3, 3), mask=b["mask"][:, :1].expand(1, 2, 48, 48),
+                  rgb=b["rgb"][:, :1].expand(1, 2, 48, 48, 3))
+        out = loss(pred, b1)
+        # Half of the two renders is shifted: the mean over both is delta / 2 (up to edge pixels).
+        assert float(out["depth"]) == pytest.approx(expect / 2, abs=0.01)
+    out["loss"].backward()
+    assert float(shift.grad) > 0.2  # moving the shifted mesh further away makes it worse
+    assert float(DIBRLoss(faces, n)(pred, b1)["depth"]) == 0.0  # off by default
+    with pytest.raises(ValueError, match="depth"):
+        loss(pred, {k: v for k, v in b1.items() if k != "depth"})
+
+
 # --- predictor -------------------------------------------------------------------------------------
 
 def _blob(h, w, y0, y1, x0, x1, color=(200, 30, 60)):

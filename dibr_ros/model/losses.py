@@ -1,4 +1,5 @@
-"""DIB-R training losses: soft-silhouette IoU, masked L1 colour (input + other views), Laplacian, flatten.
+"""DIB-R training losses: soft-silhouette IoU, masked L1 colour and depth (input + other views), Laplacian,
+flatten.
 
 Multi-view supervision (DIB-R ``viewnum``): the mesh predicted from view i of a sample is rendered with the
 cameras of all views j of that sample (views^2 renders per sample) and compared with the target renders.
@@ -27,7 +28,9 @@ __all__ = [
     "view_to_world",
 ]
 
-DEFAULT_WEIGHTS = {"iou": 1.0, "color": 3.0, "laplacian": 0.01, "flatten": 0.001}
+# "depth" (off by default, as in DIB-R): L1 of the rendered depth where prediction and target both cover a
+# pixel. Silhouettes leave the extent along each view ray to the other views; depth pins it down.
+DEFAULT_WEIGHTS = {"iou": 1.0, "color": 3.0, "laplacian": 0.01, "flatten": 0.001, "depth": 0.0}
 
 # Optical frame (x right, y down, z forward) <-> OpenGL camera frame (x right, y up, z backward).
 OPTICAL_TO_GL = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
@@ -90,8 +93,10 @@ class DIBRLoss(nn.Module):
 
     forward(pred, batch) with pred from DIBRNet on the B*W input images (W views per sample, flattened
     sample-major) and batch holding, per sample and view: ``rgb`` (B, W, H, H, 3) and ``mask`` (B, W, H, H)
-    targets, cameras ``R`` (B, W, 3, 3), ``eye`` (B, W, 3), ``K`` (B, W, 3, 3) (crop intrinsics, pixels).
-    Returns a dict: ``loss`` (weighted total), ``iou`` / ``color`` / ``laplacian`` / ``flatten`` (terms),
+    targets (and ``depth`` (B, W, H, H), object units, needed when the depth weight is > 0), cameras ``R``
+    (B, W, 3, 3), ``eye`` (B, W, 3), ``K`` (B, W, 3, 3) (crop intrinsics, pixels).
+    Returns a dict: ``loss`` (weighted total), ``iou`` / ``color`` / ``laplacian`` / ``flatten`` / ``depth``
+    (terms; depth = mean absolute depth error over the pixels both cover, 0 when not computed),
     ``iou_input`` / ``color_input`` (soft IoU and masked L1 of the input-view renders, detached), ``renders``
     (rgb (B, W, W, H, H, 3), alpha and hard mask (B, W, W, H, H) of the mesh predicted from view i rendered in
     view j, detached).
@@ -132,9 +137,12 @@ class DIBRLoss(nn.Module):
             Rj, eyej, Kj = R.unsqueeze(2), eye.unsqueeze(2), K.unsqueeze(2)
             rgbj, maskj = rgb_t.unsqueeze(2), mask_t.unsqueeze(2)
         n = b * w * wj
+        with_depth = self.weights["depth"] > 0
+        if with_depth and "depth" not in batch:
+            raise ValueError("the depth loss weight is > 0 but the batch has no 'depth' targets")
         out = render_vertex_colors(world.reshape(n, nv, 3), self.faces, cols.reshape(n, nv, 3),
                                    Rj.reshape(n, 3, 3), eyej.reshape(n, 3), Kj.reshape(n, 3, 3), h,
-                                   backend=self.backend)
+                                   backend=self.backend, with_depth=with_depth)
         alpha, rgb = out["alpha"], out["rgb"]
         tgt_m, tgt_rgb = maskj.reshape(n, h, h), rgbj.reshape(n, h, h, 3)
         ious = soft_iou(alpha, tgt_m)
@@ -144,6 +152,13 @@ class DIBRLoss(nn.Module):
         l_flat = flatten_loss(verts, self.faces, self.adjacency)
         wt = self.weights
         total = wt["iou"] * l_iou + wt["color"] * l_col + wt["laplacian"] * l_lap + wt["flatten"] * l_flat
+        l_depth = torch.zeros((), device=verts.device)
+        if with_depth:
+            d_t = (batch["depth"].unsqueeze(1).expand(b, w, *batch["depth"].shape[1:]) if self.multiview
+                   else batch["depth"].unsqueeze(2)).reshape(n, h, h)
+            both = out["mask"] * tgt_m
+            l_depth = ((out["depth"] - d_t).abs() * both).sum() / both.sum().clamp_min(1.0)
+            total = total + wt["depth"] * l_depth
         # input-view renders: j == i (the diagonal when multiview)
         ious_bw = ious.detach().view(b, w, wj)
         err = ((rgb.detach() - tgt_rgb).abs() * tgt_m.unsqueeze(-1)).mean(dim=(1, 2, 3)).view(b, w, wj)
@@ -152,7 +167,7 @@ class DIBRLoss(nn.Module):
         else:
             ious_in, err_in = ious_bw[..., 0], err[..., 0]
         return {
-            "loss": total, "iou": l_iou, "color": l_col, "laplacian": l_lap, "flatten": l_flat,
+            "loss": total, "iou": l_iou, "color": l_col, "laplacian": l_lap, "flatten": l_flat, "depth": l_depth,
             "iou_input": ious_in.mean(), "color_input": err_in.mean(),
             "renders": {"rgb": rgb.detach().view(b, w, wj, h, h, 3), "alpha": alpha.detach().view(b, w, wj, h, h),
                         "mask": out["mask"].detach().view(b, w, wj, h, h)},

@@ -47,14 +47,17 @@ def crop_intrinsics(uv: torch.Tensor, valid: torch.Tensor, size: int, crop_scale
 
 
 def render_faces(face_vertices: torch.Tensor, face_colors: torch.Tensor, R: torch.Tensor, eye: torch.Tensor,
-                 K: torch.Tensor, size: int, valid: torch.Tensor | None = None, backend: str = "auto") -> dict:
+                 K: torch.Tensor, size: int, valid: torch.Tensor | None = None, backend: str = "auto",
+                 with_depth: bool = False) -> dict:
     """Render triangle soups with per-face-vertex colours through dibr_rasterize.
 
     face_vertices (N, F, 3, 3) world; face_colors (N, F, 3, 3); R (N, 3, 3), eye (N, 3) world->camera
     (OpenGL); K (N, 3, 3) OpenCV pixels; valid (N, F) bool (padding faces False) or None.
     Returns dict: rgb (N, S, S, 3) in [0, 1] (0 on background), alpha (N, S, S) DIB-R soft silhouette,
-    mask (N, S, S) hard 0/1 float, face_idx (N, S, S) int64 (-1 background). Differentiable w.r.t.
-    face_vertices (image positions) and face_colors.
+    mask (N, S, S) hard 0/1 float, face_idx (N, S, S) int64 (-1 background); with ``with_depth`` also
+    depth (N, S, S): distance along the optical axis (world units, 0 on background), interpolated like the
+    colours (an extra feature channel). Differentiable w.r.t. face_vertices (image positions, and the depth
+    values) and face_colors.
     """
     n, nf = face_vertices.shape[:2]
     uv, cam = project_pixels(face_vertices.reshape(n, nf * 3, 3), R, eye)
@@ -66,17 +69,23 @@ def render_faces(face_vertices: torch.Tensor, face_colors: torch.Tensor, R: torc
     if valid is not None:
         nz = torch.where(valid, nz, torch.full_like(nz, -1.0))
         ndc = torch.where(valid[..., None, None], ndc, torch.full_like(ndc, -10.0))
+    if with_depth:
+        face_colors = torch.cat([face_colors, -cam[..., 2:3]], -1)
     feats, soft, face_idx = dibr_rasterize(size, size, cam[..., 2], ndc, face_colors, nz, backend=backend)
     mask = (face_idx >= 0).to(feats.dtype)
-    return {"rgb": feats.clamp(0.0, 1.0), "alpha": soft, "mask": mask, "face_idx": face_idx}
+    out = {"rgb": feats[..., :3].clamp(0.0, 1.0), "alpha": soft, "mask": mask, "face_idx": face_idx}
+    if with_depth:
+        out["depth"] = feats[..., 3] * mask
+    return out
 
 
 def render_vertex_colors(vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, R: torch.Tensor,
-                         eye: torch.Tensor, K: torch.Tensor, size: int, backend: str = "auto") -> dict:
+                         eye: torch.Tensor, K: torch.Tensor, size: int, backend: str = "auto",
+                         with_depth: bool = False) -> dict:
     """Render meshes sharing one topology. vertices (N, V, 3) world; faces (F, 3); colors (N, V, 3).
 
     See :func:`render_faces` for the cameras and the returned dict.
     """
     fv = vertices[:, faces]  # (N, F, 3, 3)
     fc = colors[:, faces]
-    return render_faces(fv, fc, R, eye, K, size, backend=backend)
+    return render_faces(fv, fc, R, eye, K, size, backend=backend, with_depth=with_depth)

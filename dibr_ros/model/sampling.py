@@ -54,7 +54,8 @@ class CropSampler:
     """Random multi-view batches of packed objects (``load_objects`` / ``dibr_ros.data.library.pack_objects``).
 
     sample(batch_size) -> dict (B objects, W views, S = size): ``rgb`` (B, W, S, S, 3) shaded in [0, 1],
-    background 0; ``mask`` (B, W, S, S) hard 0/1; ``R`` (B, W, 3, 3), ``eye`` (B, W, 3) world->camera (OpenGL,
+    background 0; ``mask`` (B, W, S, S) hard 0/1; ``depth`` (B, W, S, S) distance along the optical axis
+    (object units, 0 on background); ``R`` (B, W, 3, 3), ``eye`` (B, W, 3) world->camera (OpenGL,
     object frame); ``K`` (B, W, 3, 3) crop intrinsics (pixels); ``view_rot`` (B, W, 3, 3) object frame ->
     view frame (ground truth in the view frame of view w: ``vertices @ view_rot[:, w]^T``); ``object_index``
     (B,) int64. Deterministic given the seed; state_dict()/load_state_dict() resume the stream exactly.
@@ -122,10 +123,12 @@ class CropSampler:
         vvalid = torch.arange(vmax, device=dev)[None] < nv[:, None].to(dev)
         uv, _ = project_pixels(rep(verts), R, eye)
         K = crop_intrinsics(uv, rep(vvalid), self.size, self.crop_scale)
-        out = render_faces(rep(fv), rep(shaded), R, eye, K, self.size, valid=rep(valid), backend=self.backend)
+        out = render_faces(rep(fv), rep(shaded), R, eye, K, self.size, valid=rep(valid), backend=self.backend,
+                           with_depth=True)
         s = self.size
         return {
             "rgb": out["rgb"].reshape(b, w, s, s, 3), "mask": out["mask"].reshape(b, w, s, s),
+            "depth": out["depth"].reshape(b, w, s, s),
             "R": R.reshape(b, w, 3, 3), "eye": eye.reshape(b, w, 3), "K": K.reshape(b, w, 3, 3),
             "view_rot": (_OPT.to(R) @ R).reshape(b, w, 3, 3), "object_index": idx.to(dev),
         }

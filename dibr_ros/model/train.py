@@ -287,6 +287,8 @@ class Trainer:
             "iou_input": float(iou[:, eye_w].mean()), "iou_novel": float(iou[:, ~eye_w].mean()),
             "color_l1_input": float(l1), "loss": float(out["loss"]),
         }
+        if self.loss_fn.weights["depth"] > 0:  # mean |depth error| (object units) where both cover a pixel
+            metrics["depth_l1"] = float(out["depth"])
         self._write_val_image(b, r)
         return metrics
 
