@@ -1,4 +1,5 @@
-"""Per-frame perception without ROS: segment -> crop -> one batched prediction -> place -> sample."""
+"""Per-frame perception without ROS: segment -> crop -> one batched prediction -> place -> complete with
+the measured depth -> sample."""
 
 from __future__ import annotations
 
@@ -44,10 +45,10 @@ class PipelineConfig:
             default_distance instead.
         min_depth_points: fewer valid depth pixels on an object -> RGB-only placement for it.
     Completion (objects with depth, :mod:`.completion`):
-        complete_with_depth: align each placed mesh to its measured points, rest it on the table plane and
-            move it onto the measured surface. completion_margin [m]: depth tolerance of "the camera sees
-            this point". support_contact [m]: an object whose lowest measured point is at most this high
-            above the table rests on it.
+        complete_with_depth: align each placed mesh to its measured points, rest it on the table plane,
+            carve it out of space the camera sees through and move its front onto the measured surface.
+        completion_margin [m]: depth tolerance of "the camera sees this point". support_contact [m]: an
+            object whose lowest measured point is at most this high above the table rests on it.
     Point clouds:
         points_per_object: samples of each completed surface. add_observed_points: the cloud holds the
             object's measured points (at most max_observed_points, uniformly subsampled) and the completed
