@@ -216,3 +216,16 @@ def test_support_plane_and_segment_depth_return_the_table():
     assert len(dets) == len(objects) and len(segment_depth(frame["depth"], K)) == len(objects)
     assert support_plane(np.zeros((H, W), np.float32), S.default_intrinsics(W, H)) is None
     assert segment_depth(np.zeros((H, W), np.float32), S.default_intrinsics(W, H), return_plane=True) == ([], None)
+
+
+def test_pipeline_keeps_the_placed_mesh_when_completion_cannot_run():
+    frame, ob, K, plane, mask, obs = one_object()
+    depth = np.zeros_like(frame["depth"])
+    rows, cols = np.nonzero(mask)
+    depth[rows[:2], cols[:2]] = frame["depth"][rows[:2], cols[:2]]  # two depth pixels on the object
+    pipe = PerceptionPipeline(S.SpherePredictor(), {"min_depth_points": 0, "debug_image": False})
+    res = pipe.process(frame["rgb"], K, depth=depth, labels=frame["labels"])
+    assert len(res.objects) == 1 and not res.objects[0].completed
+    assert res.objects[0].placement.source == "depth"
+    assert any("completion skipped" in w and "observed" in w for w in res.warnings)
+    assert len(res.objects[0].points) > 0 and np.all(np.isfinite(res.objects[0].points))

@@ -433,8 +433,13 @@ class PerceptionPipeline:
             center = placement.center
             completed = c.complete_with_depth and placement.source == "depth" and depth is not None
             if completed:
-                done = complete_mesh(placed, faces, K, depth, det.mask, det.points, plane,
-                                     margin=c.completion_margin, contact=c.support_contact)
+                try:
+                    done = complete_mesh(placed, faces, K, depth, det.mask, det.points, plane,
+                                         margin=c.completion_margin, contact=c.support_contact)
+                except ValueError as exc:  # e.g. fewer than 3 valid depth points: keep the placed mesh
+                    warnings.append(f"object {det.label}: completion skipped: {exc}")
+                    completed = False
+            if completed:
                 placed, center = done.vertices, placement.center + done.shift
                 tc = time.perf_counter()
                 t_complete += (tc - ts) * 1e3
@@ -444,18 +449,15 @@ class PerceptionPipeline:
             else:
                 points = placement.apply(surf[:c.points_per_object])
                 point_colors = surf_col[:c.points_per_object]
+            # Observed points exist only with depth (the detections back-project it).
             if c.add_observed_points and det.points is not None and len(det.points):
                 obs, pix = det.points, det.pixels
                 if len(obs) > c.max_observed_points:
                     keep = np.linspace(0, len(obs) - 1, c.max_observed_points).astype(np.int64)
                     obs, pix = obs[keep], pix[keep]
                 obs_col = rgb[pix[:, 0], pix[:, 1]].astype(np.float32) / 255.0
-                if depth is not None:
-                    points, point_colors = fuse_observed(points, point_colors, obs, obs_col, K, depth,
-                                                         c.completion_margin)
-                else:
-                    points = np.concatenate([points, obs.astype(np.float32)])
-                    point_colors = np.concatenate([point_colors, obs_col])
+                points, point_colors = fuse_observed(points, point_colors, obs, obs_col, K, depth,
+                                                     c.completion_margin)
             objects.append(ObjectResult(
                 vertices=placed, faces=faces, colors=vcol,
                 points=points, point_colors=point_colors, detection=det, scale_m=placement.scale,
