@@ -20,6 +20,8 @@
 #     supervision: each prediction rendered in all 3 views; the floor model used batch 64, 3 views);
 #   lr 5e-4 (the CPU run's rate, stable at batch 16; at 4x the batch the gradient is less noisy, so the same
 #     rate is conservative), residual-scale lr x10 (train default), grad clip 5, constant lr (StepLR 400k);
+#   depth supervision on (loss weight 1): on CPU it lowered the e2e errors of the shipped model's too-deep
+#     backs within 1000 steps (bench/RESULTS.md, section 3);
 #   bf16 autocast of the network (train default "amp" on CUDA), losses/renders in fp32;
 #   val every 1000 steps on 48 val objects (3 views), checkpoint every 500 steps.
 # Arguments: --max-minutes M (step time of this call, default 8; also clamped so the whole script ends
@@ -101,7 +103,8 @@ train_session() {
   timeout --signal=INT --kill-after=15 "$(( left > 30 ? left : 30 ))" \
     python3 -m dibr_ros.model.train --run-dir "$run" --device "$device" --backend "$backend" \
       --batch-size 64 --views 3 --lr 5e-4 --steps 10000000 --val-every 1000 --ckpt-every 500 --val-objects 48 \
-      --max-minutes "$max_minutes" --no-progress --set init_from="$init" "${resume[@]}" "${EXTRA[@]}"
+      --max-minutes "$max_minutes" --no-progress --set loss_weights.depth=1.0 --set init_from="$init" \
+      "${resume[@]}" "${EXTRA[@]}"
   local train_rc=$?
   echo "== train exit code $train_rc ($(( $(date +%s) - T0 )) s since start)"
   [ -f "$run/log.jsonl" ] && grep -v val_ "$run/log.jsonl" | tail -3 && grep val_ "$run/log.jsonl" | tail -5
