@@ -156,13 +156,8 @@ def main(argv=None) -> int:
             print(f"ros {split}: done ({time.time() - t0:.0f} s)", flush=True)
     lines += [f"Total benchmark wall time {time.time() - t0:.0f} s.", ""]
     body = "\n".join(lines)
-    keep = ""
-    if os.path.exists(args.out):
-        old = open(args.out).read()
-        if "\n## README section" in old:
-            keep = old[old.index("\n## README section"):]
     with open(args.out, "w") as f:
-        f.write(body + keep)
+        f.write(body)
     print(body)
     return 0
 
