@@ -120,6 +120,7 @@ def complete_mesh(vertices, faces, K, depth, mask, observed, plane=None, *, marg
     Raises:
         ValueError: malformed shapes or non-finite values.
     """
+    import cv2
     from scipy.spatial import cKDTree
 
     K = check_intrinsics(K)
@@ -177,8 +178,6 @@ def complete_mesh(vertices, faces, K, depth, mask, observed, plane=None, *, marg
     # table, say) is where the camera sees no object. Pull it towards the observed centre until it is
     # hidden or on the mask (bisection).
     # The mask grows by 2 px first: segmentation masks lose a pixel or two at the silhouette.
-    import cv2
-
     grown = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
 
     def free_space(p):
