@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import sys
 import time
 
@@ -32,28 +31,16 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from e2e_bench import machine  # noqa: E402  (bench/ is this script's directory)
+
 from dibr_ros.demo import shape_metrics  # noqa: E402
 from dibr_ros.perception.pipeline import PipelineConfig  # noqa: E402
 from dibr_ros.perception.segmentation import segment_depth  # noqa: E402
 
-_PC = PipelineConfig()
 #: The shipped PipelineConfig's depth-segmentation settings (what the node runs), printed with each result.
-PARAMS = dict(stride=_PC.depth_stride, plane_distance=_PC.plane_distance, min_height=_PC.min_height,
-              cluster_distance=_PC.cluster_distance, min_object_size=_PC.min_object_size,
-              max_object_size=_PC.max_object_size, min_pixels=_PC.min_object_pixels, max_objects=_PC.max_objects,
-              max_area_fraction=_PC.max_area_fraction, max_depth=_PC.max_depth)
+PARAMS = PipelineConfig().depth_segmentation_kwargs()
 MIN_VISIBLE_PX = 100
 MIN_IOU = 0.1
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}"
 
 
 def frames(split: str, seeds, cache: str | None):

@@ -121,6 +121,13 @@ class PipelineConfig:
         if self.min_object_size > self.max_object_size:
             raise ValueError("min_object_size exceeds max_object_size")
 
+    def depth_segmentation_kwargs(self) -> dict:
+        """Keyword arguments of :func:`.segmentation.segment_depth` these settings stand for."""
+        return dict(stride=self.depth_stride, plane_distance=self.plane_distance, min_height=self.min_height,
+                    cluster_distance=self.cluster_distance, min_object_size=self.min_object_size,
+                    max_object_size=self.max_object_size, min_pixels=self.min_object_pixels,
+                    max_objects=self.max_objects, max_area_fraction=self.max_area_fraction, max_depth=self.max_depth)
+
     @classmethod
     def from_dict(cls, values: dict) -> PipelineConfig:
         """Build from a dict; unknown keys raise ValueError."""
@@ -292,12 +299,7 @@ class PerceptionPipeline:
         elif mode == "depth":
             if depth is None:
                 raise ValueError("segmentation 'depth' needs a depth image")
-            dets, plane = segment_depth(depth, K, stride=c.depth_stride, plane_distance=c.plane_distance,
-                                        min_height=c.min_height, cluster_distance=c.cluster_distance,
-                                        min_object_size=c.min_object_size, max_object_size=c.max_object_size,
-                                        min_pixels=c.min_object_pixels, max_objects=c.max_objects,
-                                        max_area_fraction=c.max_area_fraction, max_depth=c.max_depth,
-                                        return_plane=True)
+            dets, plane = segment_depth(depth, K, **c.depth_segmentation_kwargs(), return_plane=True)
         else:
             dets = segment_color(rgb, stride=c.color_stride, color_threshold=c.color_threshold,
                                  min_pixels=c.min_object_pixels, max_area_fraction=c.max_area_fraction,
