@@ -108,9 +108,15 @@ def test_evaluation_of_perfect_and_partial_reconstructions():
         f = s.render()
     (g,) = f.objects
     gt = [dict(name=g.name, label=g.label, vertices=g.vertices, faces=g.faces)]
-    perfect = [dict(vertices=g.vertices, faces=g.faces, points=g.vertices)]
+    from dibr_ros.eval.metrics import outer_surface_samples
+
+    outer = outer_surface_samples(g.vertices.astype(np.float64), g.faces, 20000, np.random.default_rng(0))
+    perfect = [dict(vertices=g.vertices, faces=g.faces, points=outer)]
     (ev,) = evaluate_objects(perfect, gt, f.depth, f.K, f.labels)
-    assert ev.matched and ev.mesh["f@5mm"] > 0.99 and ev.mesh["chamfer_mm"] < 0.5
+    # The truth is the outer surface: a cloud of it is perfect; the true mesh covers it and has its volume,
+    # but its walls inside the solid (903 is glued boxes) are no surface, so its precision is below 1.
+    assert ev.matched and ev.cloud["f@5mm"] > 0.99 and ev.cloud["chamfer_mm"] < 0.5
+    assert ev.mesh["r@10mm"] > 0.99 and ev.mesh["iou_3d"] > 0.99 and ev.mesh["p@10mm"] < 1.0
     # The depth-only baseline sees the front only: precise but incomplete.
     assert ev.depth["p@10mm"] > 0.95 and ev.depth["r@5mm"] < 0.9
     far = [dict(vertices=g.vertices + np.float32([0.3, 0, 0]), faces=g.faces, points=np.zeros((0, 3)))]

@@ -182,3 +182,35 @@ def test_eval_cli(capsys):
         assert main(bad) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_outer_surface_leaves_out_walls_inside_the_solid():
+    # Two unit cubes overlapping by half: the union is a 1.5 x 1 x 1 box. Its boundary has area 8 of the
+    # two cubes' 12; the walls at x = 0.5 and x = 1 lie inside the solid.
+    a, fa = cube()
+    b, fb = cube(offset=(0.5, 0, 0))
+    v, f = np.concatenate([a, b]), np.concatenate([fa, fb + len(a)])
+    from dibr_ros.eval.metrics import outer_surface_samples
+
+    p = outer_surface_samples(v, f, 6000, np.random.default_rng(0))
+    assert p.shape == (6000, 3)
+    lo, hi = np.array([0.0, 0, 0]), np.array([1.5, 1, 1])
+    on_box = np.min(np.concatenate([np.abs(p - lo), np.abs(p - hi)], 1), axis=1)
+    assert on_box.max() < 1e-9  # every sample is on the union's boundary
+    # Uniform over that boundary: the two 1 x 1 end faces hold 2/8 of its area.
+    ends = (np.abs(p[:, 0]) < 1e-9) | (np.abs(p[:, 0] - 1.5) < 1e-9)
+    assert ends.mean() == pytest.approx(0.25, abs=0.02)
+    # A cloud on the union's boundary: full recall against the outer surface, not against every face.
+    cloud = outer_surface_samples(v, f, 20000, np.random.default_rng(1))
+    outer = mesh_metrics(cloud, (v, f), taus=(0.05,), n_points=4000, gt_surface="outer")
+    every = mesh_metrics(cloud, (v, f), taus=(0.05,), n_points=4000)
+    assert outer["recall@0.05"] > 0.999 and outer["precision@0.05"] > 0.999
+    # Against every face: the two inner walls (2 of the 12 unit faces) are missed except within 0.05 of
+    # their edges on the boundary: recall 1 - (2/12) * 0.9 * 0.9.
+    assert every["recall@0.05"] == pytest.approx(1 - 2 / 12 * 0.81, abs=0.02)
+    # One closed part: nothing to leave out, same metrics up to sampling.
+    single = mesh_metrics(sphere(0.97), sphere(1.0), gt_surface="outer")
+    plain = mesh_metrics(sphere(0.97), sphere(1.0))
+    assert single["fscore@0.05"] == pytest.approx(plain["fscore@0.05"], abs=0.01)
+    with pytest.raises(ValueError, match="gt_surface"):
+        mesh_metrics(cloud, (v, f), gt_surface="inner")

@@ -512,7 +512,8 @@ def xyz_rows(xyz, points):
 def test_pipeline_modes_observed_points_and_rgb_only(sphere_scene):
     frame, objects, K, _ = sphere_scene
     pipe = PerceptionPipeline(S.SpherePredictor(), {"points_per_object": 100, "add_observed_points": True,
-                                                     "max_observed_points": 50, "debug_image": False})
+                                                     "max_observed_points": 50, "debug_image": False,
+                                                     "hidden_surface": "mesh"})
     res = pipe.process(frame["rgb"], K, depth=frame["depth"], labels=frame["labels"])
     assert res.segmentation == "labels" and res.debug_image is None
     for o in res.objects:

@@ -54,6 +54,57 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.rand
     return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
 
 
+def outer_surface_samples(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` points (n,3) uniform over the boundary of the union of the mesh's closed parts.
+
+    Meshes built as unions of overlapping closed parts (pybullet_data's convex decompositions, boxes glued
+    into each other) carry walls inside the solid; those are no surface of the object, and no camera or
+    shape method can reach them. A sample whose both sides (offset by 1e-3 of the bounding-box diagonal
+    along its face normal) are inside the mesh (:func:`inside_mesh`) lies on such a wall and is dropped.
+    Where faces of k parts coincide (glued boxes sharing a plane) a sample is kept with probability 1/k, so
+    the samples stay uniform over the boundary. For a single closed part this is :func:`sample_surface`.
+    """
+    import open3d as o3d
+
+    tri = vertices[faces]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    area = 0.5 * np.linalg.norm(normal, axis=1)
+    if not area.sum() > 0:
+        raise ValueError("mesh has zero surface area")
+    normal = normal / np.maximum(2.0 * area, 1e-300)[:, None]
+    eps = 1e-3 * float(np.linalg.norm(vertices.max(0) - vertices.min(0)))
+    tm = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
+                                   o3d.utility.Vector3iVector(faces.astype(np.int32)))
+    part = np.asarray(tm.cluster_connected_triangles()[0], dtype=np.int64)
+    n_parts = int(part.max()) + 1
+    # (a triangle soup has a part per face and no shared planes to speak of: no reweighting then)
+    scenes = [_scene(vertices, faces[part == k]) for k in range(n_parts)] if 1 < n_parts <= 64 else []
+    out: list[np.ndarray] = []
+    kept = 0
+    for _ in range(8):  # internal walls are rarely more than half the area; a few rounds fill n
+        m = 2 * (n - kept) + 64
+        fi = rng.choice(len(faces), size=m, p=area / area.sum())
+        u, v = rng.random(m), rng.random(m)
+        flip = u + v > 1
+        u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+        t = tri[fi]
+        p = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+        off = eps * normal[fi]
+        outer = ~(inside_mesh(p + off, vertices, faces) & inside_mesh(p - off, vertices, faces))
+        if scenes:
+            q = o3d.core.Tensor(p.astype(np.float32))
+            k = sum((sc.compute_distance(q).numpy() < eps).astype(np.int64) for sc in scenes)
+            outer &= rng.random(m) * np.maximum(k, 1) < 1.0
+        out.append(p[outer])
+        kept += int(outer.sum())
+        if kept >= n:
+            break
+    pts = np.concatenate(out)
+    if len(pts) < n:
+        raise ValueError("mesh has (almost) no outer surface")
+    return pts[:n]
+
+
 def _scene(vertices: np.ndarray, faces: np.ndarray):
     import open3d as o3d
 
@@ -135,7 +186,7 @@ def iou_3d(pred_v, pred_f, gt_v, gt_f, n_points: int = 100000, rng: np.random.Ge
 
 
 def mesh_metrics(pred, gt, taus=(0.05, 0.10), n_points: int = 10000, seed: int = 0,
-                 n_iou_points: int = 100000) -> dict:
+                 n_iou_points: int = 100000, gt_surface: str = "all") -> dict:
     """Chamfer-L1, F-score/precision/recall at each tau, and volumetric IoU of ``pred`` against ``gt``.
 
     Args:
@@ -146,6 +197,9 @@ def mesh_metrics(pred, gt, taus=(0.05, 0.10), n_points: int = 10000, seed: int =
         taus: F-score thresholds, in the units of the inputs (fractions of the radius in the view frame).
         n_points: surface samples per mesh; seed: sampling seed (fixed seed -> deterministic metrics);
         n_iou_points: Monte-Carlo points for ``iou_3d`` (inside test: :func:`inside_mesh`).
+        gt_surface: "all" (every face of ``gt``) or "outer" (the boundary of the union of its closed parts,
+            :func:`outer_surface_samples`): recall samples only that boundary, and precision measures the
+            distance to it (to 8 * n_points of its samples, so within about their spacing).
 
     Returns:
         dict of floats: ``chamfer_l1`` = the AVERAGE of the two directions' mean nearest distances,
@@ -160,13 +214,20 @@ def mesh_metrics(pred, gt, taus=(0.05, 0.10), n_points: int = 10000, seed: int =
         raise ValueError("gt must be a mesh (vertices, faces)")
     if n_points < 1:
         raise ValueError("n_points must be >= 1")
+    if gt_surface not in ("all", "outer"):
+        raise ValueError(f"gt_surface must be 'all' or 'outer', got {gt_surface!r}")
     rng = np.random.default_rng(seed)
-    gt_pts = sample_surface(gv, gf, n_points, rng)
+    if gt_surface == "outer":
+        dense = outer_surface_samples(gv, gf, 8 * n_points, rng)
+        gt_pts = dense[:n_points]
+    else:
+        gt_pts = sample_surface(gv, gf, n_points, rng)
     if pf is None:
         pred_pts = pv if len(pv) <= n_points else pv[rng.choice(len(pv), n_points, replace=False)]
     else:
         pred_pts = sample_surface(pv, pf, n_points, rng)
-    d_pred = distance_to_shape(pred_pts, gv, gf)  # precision direction
+    # precision direction
+    d_pred = distance_to_shape(pred_pts, dense, None) if gt_surface == "outer" else distance_to_shape(pred_pts, gv, gf)
     d_gt = distance_to_shape(gt_pts, pv, pf)  # recall direction
     out = {"chamfer_l1": float(0.5 * (d_pred.mean() + d_gt.mean()))}
     for tau in taus:

@@ -17,6 +17,12 @@ mesh (optical frame, metres) in four steps, each a projection onto what the meas
 
 :func:`fuse_observed` then builds the cloud a grasp planner wants: the measured points, plus the completed
 surface only where the camera could not see it (behind the measured surface, or where depth is missing).
+
+:func:`support_volume_samples` is the other source of that hidden surface, for objects resting on the table:
+the object is taken to fill the space between its measured top surface and the table (a 2.5D height field
+over the table plane, as grasp planners commonly complete tabletop objects). From a camera looking down at
+the table it sees most of each top, so the height field fixes the back walls that a single view leaves
+to the network's guess; it cannot know the space under overhangs, which it fills.
 """
 
 from __future__ import annotations
@@ -86,6 +92,13 @@ class Completion:
     supported: bool
     snapped: int
     carved: int
+
+
+def rests_on(points: np.ndarray, plane, contact: float) -> bool:
+    """Whether an object whose measured points are ``points`` (N, 3) rests on ``plane`` ``(n, d)``: its lowest
+    point is at most ``contact`` (m) above it."""
+    n = np.asarray(plane[0], dtype=np.float64)
+    return bool(len(points)) and float((np.asarray(points, dtype=np.float64) @ n + float(plane[1])).min()) <= contact
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -166,7 +179,7 @@ def complete_mesh(vertices, faces, K, depth, mask, observed, plane=None, *, marg
         n = np.asarray(plane[0], dtype=np.float64)
         d0 = float(plane[1])
         h = v @ n + d0
-        if float((obs @ n + d0).min()) <= contact:
+        if rests_on(obs, plane, contact):
             supported = True
             top, bottom = float(h.max()), float(h.min())
             if top > 0 and bottom > 0:
@@ -203,6 +216,79 @@ def complete_mesh(vertices, faces, K, depth, mask, observed, plane=None, *, marg
     v[snap] *= (d[snap] / v[snap, 2])[:, None]
     return Completion(vertices=v.astype(np.float32), shift=shift, supported=supported, snapped=int(snap.sum()),
                       carved=len(out))
+
+
+def support_volume_samples(observed, plane, K, depth, *, cell: float = 0.003, margin: float = 0.01) -> np.ndarray:
+    """Hidden surface of the volume between an object's measured surface and the table it rests on.
+
+    The observed points are binned on a grid in the table plane; each cell's height is its highest point,
+    cells inside the footprint without points (occluded by taller parts) take the height of the nearest
+    measured cell. The surface of that height field (tops of the filled cells, walls where neighbouring
+    heights differ, the footprint on the table) is sampled on the grid, and only samples the camera cannot
+    see are returned: samples near the measured surface are the measurement, samples in front of it are
+    contradicted by it (:func:`visibility`).
+
+    Args:
+        observed: (N, 3) the object's measured points, optical frame (m), N >= 3.
+        plane: table plane ``(n (3,), d)``, ``n . p + d`` the height above it (m, camera side positive).
+        K: (3, 3) intrinsics. depth: (H, W) metres of the whole frame.
+        cell: grid pitch and sample spacing (m). margin: depth tolerance (m), as in :func:`visibility`.
+    Returns:
+        (P, 3) float32 samples, optical frame (m); P may be 0.
+    Raises:
+        ValueError: malformed inputs, a degenerate plane normal, or a non-positive cell.
+    """
+    from scipy import ndimage
+
+    obs = np.asarray(observed, dtype=np.float64)
+    if obs.ndim != 2 or obs.shape[1] != 3 or len(obs) < 3 or not np.all(np.isfinite(obs)):
+        raise ValueError(f"observed must be a finite (N >= 3, 3) array, got shape {obs.shape}")
+    if not (np.isfinite(cell) and cell > 0):
+        raise ValueError(f"cell must be > 0, got {cell}")
+    n = np.asarray(plane[0], dtype=np.float64)
+    d0 = float(plane[1])
+    if n.shape != (3,) or not np.all(np.isfinite(n)) or abs(np.linalg.norm(n) - 1.0) > 1e-3 or not np.isfinite(d0):
+        raise ValueError("plane must be (unit normal (3,), offset)")
+    # Grid axes in the plane: e1 along the optical axis' horizontal part (away from the camera).
+    ref = np.array([0.0, 0.0, 1.0]) if abs(n[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    e1 = ref - (ref @ n) * n
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(n, e1)
+    x, y, h = obs @ e1, obs @ e2, np.maximum(obs @ n + d0, 0.0)
+    x0, y0 = x.min() - 2 * cell, y.min() - 2 * cell
+    i, j = ((x - x0) / cell).astype(np.int64), ((y - y0) / cell).astype(np.int64)
+    if i.max() > 4096 or j.max() > 4096:
+        raise ValueError("object footprint too large for the grid (over 4096 cells a side)")
+    top = np.zeros((i.max() + 3, j.max() + 3))
+    np.maximum.at(top, (i, j), h)
+    seen_cell = np.zeros(top.shape, bool)
+    seen_cell[i, j] = True
+    footprint = ndimage.binary_fill_holes(ndimage.binary_closing(seen_cell, np.ones((3, 3), bool)))
+    _, (ni, nj) = ndimage.distance_transform_edt(~seen_cell, return_indices=True)
+    height = np.where(footprint, top[ni, nj], 0.0)
+    height[seen_cell] = top[seen_cell]
+
+    def point(ci, cj, hh):
+        return (x0 + ci * cell)[:, None] * e1 + (y0 + cj * cell)[:, None] * e2 + (hh - d0)[:, None] * n
+
+    parts = []
+    fi, fj = np.nonzero(footprint & ~seen_cell)
+    parts.append(point(fi + 0.5, fj + 0.5, height[fi, fj]))
+    bi, bj = np.nonzero(footprint)
+    parts.append(point(bi + 0.5, bj + 0.5, np.zeros(len(bi))))
+    for axis in (0, 1):  # walls on the shared edge of neighbouring cells, from the lower height to the higher
+        a = height[:-1, :] if axis == 0 else height[:, :-1]
+        b = height[1:, :] if axis == 0 else height[:, 1:]
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        wi, wj = np.nonzero(hi - lo > cell)
+        count = np.ceil((hi[wi, wj] - lo[wi, wj]) / cell - 0.5).astype(np.int64)
+        k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        wi, wj = np.repeat(wi, count), np.repeat(wj, count)
+        hh = np.repeat(lo[np.nonzero(hi - lo > cell)], count) + (k + 0.5) * cell
+        parts.append(point(wi + (1.0 if axis == 0 else 0.5), wj + (0.5 if axis == 0 else 1.0), hh))
+    samples = np.concatenate(parts)
+    seen, _, free = visibility(samples, K, depth, margin)
+    return samples[~(seen | free)].astype(np.float32)
 
 
 def fuse_observed(surface, surface_colors, observed, observed_colors, K, depth, margin: float = 0.01):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .completion import complete_mesh, fuse_observed
+from .completion import complete_mesh, fuse_observed, rests_on, support_volume_samples
 from .crops import Crop, make_crops, stack_crops
 from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, project
 from .placement import Placement, place_mesh
@@ -18,6 +18,7 @@ from .pointcloud import merge_clouds, sample_surface
 from .segmentation import SEGMENTATION_MODES, Detection, segment_color, segment_depth, segment_labels, support_plane
 
 DEBUG_RENDERERS = ("auto", "dibr", "opencv")
+HIDDEN_SURFACES = ("support", "mesh")
 _log = logging.getLogger(__name__)
 
 
@@ -51,8 +52,12 @@ class PipelineConfig:
             object whose lowest measured point is at most this high above the table rests on it.
     Point clouds:
         points_per_object: samples of each completed surface. add_observed_points: the cloud holds the
-            object's measured points (at most max_observed_points, uniformly subsampled) and the completed
-            surface only where the camera could not see it. seed: sampling seed.
+            object's measured points (at most max_observed_points, uniformly subsampled) and, where the
+            camera could not see, the hidden surface. hidden_surface: where that comes from: "support" (an
+            object resting on the table fills the space between its measured surface and the table,
+            :func:`.completion.support_volume_samples`; other objects use the mesh) or "mesh" (the
+            completed mesh). support_cell [m]: grid pitch and sample spacing of the support volume.
+            seed: sampling seed.
     Debug:
         debug_image: build the overlay. debug_renderer: "auto" (the DIB-R renderer when the predictor runs
         on CUDA, else the OpenCV painter), "dibr" (falls back to OpenCV for good if the renderer fails)
@@ -81,6 +86,8 @@ class PipelineConfig:
     complete_with_depth: bool = True
     completion_margin: float = 0.01
     support_contact: float = 0.03
+    hidden_surface: str = "support"
+    support_cell: float = 0.003
     points_per_object: int = 2048
     add_observed_points: bool = True
     max_observed_points: int = 2048
@@ -92,10 +99,13 @@ class PipelineConfig:
     def __post_init__(self):
         if self.segmentation not in SEGMENTATION_MODES:
             raise ValueError(f"segmentation must be one of {SEGMENTATION_MODES}, got {self.segmentation!r}")
+        if self.hidden_surface not in HIDDEN_SURFACES:
+            raise ValueError(f"hidden_surface must be one of {HIDDEN_SURFACES}, got {self.hidden_surface!r}")
         if self.debug_renderer not in DEBUG_RENDERERS:
             raise ValueError(f"debug_renderer must be one of {DEBUG_RENDERERS}, got {self.debug_renderer!r}")
         positive = ("depth_stride", "plane_distance", "cluster_distance", "max_depth", "max_object_size",
-                    "max_objects", "color_threshold", "color_stride", "default_distance", "completion_margin")
+                    "max_objects", "color_threshold", "color_stride", "default_distance", "completion_margin",
+                    "support_cell")
         non_negative = ("min_height", "min_object_size", "min_object_pixels", "crop_size", "crop_padding",
                         "default_object_size", "min_depth_points", "points_per_object", "max_observed_points",
                         "support_contact")
@@ -405,6 +415,8 @@ class PerceptionPipeline:
         return (np.concatenate([p[0] for p in parts]), parts[0][1], np.concatenate([p[2] for p in parts]), said)
 
     def _place_all(self, dets, crops, verts, faces, colors, rgb, K, depth, plane):
+        from scipy.spatial import cKDTree
+
         c = self.config
         objects, warnings = [], []
         t_place = t_complete = t_sample = 0.0
@@ -458,8 +470,22 @@ class PerceptionPipeline:
                     keep = np.linspace(0, len(obs) - 1, c.max_observed_points).astype(np.int64)
                     obs, pix = obs[keep], pix[keep]
                 obs_col = rgb[pix[:, 0], pix[:, 1]].astype(np.float32) / 255.0
-                points, point_colors = fuse_observed(points, point_colors, obs, obs_col, K, depth,
-                                                     c.completion_margin)
+                hidden = None
+                if c.hidden_surface == "support" and plane is not None and rests_on(det.points, plane,
+                                                                                   c.support_contact):
+                    try:
+                        hidden = support_volume_samples(det.points, plane, K, depth, cell=c.support_cell,
+                                                        margin=c.completion_margin)
+                    except ValueError as exc:
+                        warnings.append(f"object {det.label}: support volume skipped: {exc}")
+                if hidden is not None:
+                    # The network's texture colours the hidden side.
+                    near = cKDTree(placed).query(hidden)[1] if len(hidden) else np.zeros(0, np.int64)
+                    points = np.concatenate([hidden, obs.astype(np.float32)])
+                    point_colors = np.concatenate([vcol[near].astype(np.float32), obs_col])
+                else:
+                    points, point_colors = fuse_observed(points, point_colors, obs, obs_col, K, depth,
+                                                         c.completion_margin)
             objects.append(ObjectResult(
                 vertices=placed, faces=faces, colors=vcol,
                 points=points, point_colors=point_colors, detection=det, scale_m=placement.scale,

@@ -160,6 +160,11 @@ PIPELINE_PARAMETERS = (
       "(completion and cloud fusion).", False, 1e-4, 0.5),
     P("support_contact", _PC["support_contact"], "An object whose lowest measured point is at most this high "
       "(m) above the table rests on it.", False, 0.0, 1.0),
+    P("hidden_surface", _PC["hidden_surface"], "Source of the surface the camera cannot see in ~/points: support "
+      "(an object resting on the table fills the space between its measured surface and the table; other "
+      "objects use the mesh) or mesh (the completed mesh).", choices=("support", "mesh")),
+    P("support_cell", _PC["support_cell"], "Grid pitch and sample spacing (m) of the support volume.", False,
+      0.0005, 0.05),
     P("points_per_object", _PC["points_per_object"], "Points sampled on each completed mesh surface for "
       "~/points.", False, 0, 1_000_000),
     P("add_observed_points", _PC["add_observed_points"], "~/points holds each object's measured depth points "
