@@ -169,3 +169,44 @@ def test_flat_object_threshold_follows_the_sensor_noise(noise, found):
     else:
         assert dets == []
     assert len(segment_depth(frame["depth"], K, min_height=0.01)) == 0  # the old threshold never saw it
+
+
+def touching_pair(color_b):
+    """Two boxes of the same height pressed together side by side: no depth jump between them."""
+    a = box_on_table(0.5, -0.04, (0.04, 0.03, 0.03))
+    b = box_on_table(0.5, 0.04, (0.04, 0.03, 0.03))
+    a.color, b.color = (200, 60, 40), color_b
+    return render([a, b])
+
+
+def test_color_split_parts_touching_objects_of_different_colour():
+    from dibr_ros.perception.segmentation import split_by_color
+
+    frame, K, _, _ = touching_pair((40, 90, 210))
+    dets = segment_depth(frame["depth"], K)
+    assert len(dets) == 1  # depth alone cannot part them
+    split = split_by_color(dets, frame["rgb"], K, frame["depth"], threshold=30.0)
+    assert len(split) == 2 and [d.label for d in split] == [1, 2]
+    for i in (1, 2):
+        truth = frame["labels"] == i
+        m = best_match(split, truth).mask
+        assert (m & truth).sum() / (m | truth).sum() > 0.9
+        det = best_match(split, truth)
+        assert len(det.points) == det.mask[frame["depth"] > 0].sum()
+
+
+@pytest.mark.parametrize("case", ["same colour", "striped"])
+def test_color_split_leaves_one_object_whole(case):
+    from dibr_ros.perception.segmentation import split_by_color
+
+    if case == "same colour":  # shading differs between the faces, chroma does not
+        frame, K, _, _ = touching_pair((200, 60, 40))
+        rgb = frame["rgb"]
+    else:  # one box with a two-colour texture: stripes interleave, no single region per colour
+        frame, K, _, _ = render([box_on_table(0.5, 0.0, (0.06, 0.04, 0.03))])
+        rgb = frame["rgb"].copy()
+        stripes = (np.arange(W) // 6 % 2 == 0)[None, :] & (frame["labels"] == 1)
+        rgb[stripes] = (40, 90, 210)
+    dets = segment_depth(frame["depth"], K)
+    assert len(dets) == 1
+    assert len(split_by_color(dets, rgb, K, frame["depth"], threshold=30.0)) == 1

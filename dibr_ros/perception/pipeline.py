@@ -15,7 +15,15 @@ from .crops import Crop, make_crops, stack_crops
 from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, project
 from .placement import Placement, place_mesh
 from .pointcloud import merge_clouds, sample_surface
-from .segmentation import SEGMENTATION_MODES, Detection, segment_color, segment_depth, segment_labels, support_plane
+from .segmentation import (
+    SEGMENTATION_MODES,
+    Detection,
+    segment_color,
+    segment_depth,
+    segment_labels,
+    split_by_color,
+    support_plane,
+)
 
 DEBUG_RENDERERS = ("auto", "dibr", "opencv")
 HIDDEN_SURFACES = ("support", "mesh")
@@ -33,6 +41,8 @@ class PipelineConfig:
         plane_distance [m]: RANSAC inlier distance. min_height [m]: points nearer the plane are table (at
             least 3 sigma of the table's measured depth noise).
         cluster_distance [m]: depth jump separating objects. max_depth [m]: farther depth is ignored.
+        color_split [CIE a*b* distance]: a depth segment whose pixels form two regions this far apart in
+            chroma is split in two (touching objects without a depth jump); 0 = off.
         min_object_size, max_object_size [m]: bounds on an object's observed 3D extent (depth mode).
         min_object_pixels [px]: minimum mask area; max_area_fraction: maximum mask area as a fraction of the
             image (both segmenters). max_objects: keep the largest this many.
@@ -70,6 +80,7 @@ class PipelineConfig:
     plane_distance: float = 0.01
     min_height: float = 0.005
     cluster_distance: float = 0.02
+    color_split: float = 30.0
     max_depth: float = 10.0
     min_object_size: float = 0.02
     max_object_size: float = 0.6
@@ -106,9 +117,9 @@ class PipelineConfig:
         positive = ("depth_stride", "plane_distance", "cluster_distance", "max_depth", "max_object_size",
                     "max_objects", "color_threshold", "color_stride", "default_distance", "completion_margin",
                     "support_cell")
-        non_negative = ("min_height", "min_object_size", "min_object_pixels", "crop_size", "crop_padding",
-                        "default_object_size", "min_depth_points", "points_per_object", "max_observed_points",
-                        "support_contact")
+        non_negative = ("color_split", "min_height", "min_object_size", "min_object_pixels", "crop_size",
+                        "crop_padding", "default_object_size", "min_depth_points", "points_per_object",
+                        "max_observed_points", "support_contact")
         for name in positive + non_negative:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
@@ -310,6 +321,9 @@ class PerceptionPipeline:
             if depth is None:
                 raise ValueError("segmentation 'depth' needs a depth image")
             dets, plane = segment_depth(depth, K, **c.depth_segmentation_kwargs(), return_plane=True)
+            if c.color_split > 0:
+                dets = split_by_color(dets, rgb, K, depth, threshold=c.color_split, min_pixels=c.min_object_pixels,
+                                      max_objects=c.max_objects)
         else:
             dets = segment_color(rgb, stride=c.color_stride, color_threshold=c.color_threshold,
                                  min_pixels=c.min_object_pixels, max_area_fraction=c.max_area_fraction,

@@ -322,6 +322,59 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
     return (dets, fine) if return_plane else dets
 
 
+def split_by_color(dets, rgb, K, depth=None, *, threshold: float = 20.0, min_fraction: float = 0.1,
+                   coherence: float = 0.9, min_pixels: int = 100, max_objects: int = 10) -> list[Detection]:
+    """Split detections that hold two touching objects of clearly different colour.
+
+    Depth alone cannot part objects that touch without a depth jump. A detection's pixels are clustered in
+    two by chroma (CIE a*b*: shading changes lightness far more than chroma); it is split when the two
+    chroma centres are ``threshold`` apart, each part holds ``min_fraction`` of the pixels and
+    ``min_pixels``, and each part is one region (its largest 8-connected component holds ``coherence`` of
+    it; a texture's colours interleave and fail this). Applied once per detection (two objects per
+    detection at most).
+
+    Args:
+        dets: detections (:func:`segment_depth`); rgb: (H, W, 3) uint8; K: (3, 3); depth: (H, W) metres or
+            None (fills ``points``/``pixels`` of the parts).
+    Returns:
+        detections, largest first, relabelled 1..N, at most ``max_objects``.
+    """
+    import cv2
+
+    rgb = check_rgb(rgb)
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    items, changed = [], False
+    for det in dets:
+        x0, y0, x1, y1 = det.box
+        sub = det.mask[y0:y1, x0:x1]
+        parts = [sub]
+        ab = lab[y0:y1, x0:x1][sub][:, 1:]
+        if len(ab) >= 2 * min_pixels:
+            step = max(1, len(ab) // 4000)
+            crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+            _, _, centres = cv2.kmeans(np.ascontiguousarray(ab[::step]), 2, None, crit, 3, cv2.KMEANS_PP_CENTERS)
+            if np.linalg.norm(centres[0] - centres[1]) >= threshold:
+                which = np.linalg.norm(ab[:, None, :] - centres[None], axis=2).argmin(1)
+                cand = []
+                for c in (0, 1):
+                    part = np.zeros_like(sub)
+                    part[sub] = which == c
+                    count, comp, stats, _ = cv2.connectedComponentsWithStats(part.astype(np.uint8), connectivity=8)
+                    size = int(part.sum())
+                    if count < 2 or size < max(min_pixels, min_fraction * len(ab)):
+                        break
+                    big = 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())
+                    if stats[big, cv2.CC_STAT_AREA] < coherence * size:
+                        break
+                    cand.append(comp == big)  # stray pixels of the other colour stay out
+                else:
+                    parts, changed = cand, True
+        items += [(m, (x0, y0), det.score, None) for m in parts]
+    if not changed:
+        return list(dets)
+    return _finish(items, det.mask.shape, depth, K, max_objects)
+
+
 def _refine_plane(depth: np.ndarray, K: np.ndarray, plane, step: int, distance: float):
     """Least-squares refit of ``plane`` on the depth pixels (every ``step``-th) within ``distance`` of it.
 

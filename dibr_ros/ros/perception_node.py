@@ -137,6 +137,9 @@ PIPELINE_PARAMETERS = (
       1e-3, 100.0),
     P("min_object_pixels", _PC["min_object_pixels"], "Minimum object mask area (pixels).", False,
       0, 100_000_000),
+    P("color_split", _PC["color_split"], "Depth segmentation: a segment whose pixels form two regions this "
+      "far apart in chroma (CIE a*b*) is split in two (touching objects without a depth jump); 0 = off.", False,
+      0.0, 200.0),
     P("max_objects", _PC["max_objects"], "Maximum objects per frame (largest first).", False, 1, 1000),
     P("color_threshold", _PC["color_threshold"], "Colour segmentation: Lab distance from the background "
       "model that counts as object.", False, 0.1, 400.0),
