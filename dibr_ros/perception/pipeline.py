@@ -472,31 +472,35 @@ class PerceptionPipeline:
                 tc = time.perf_counter()
                 t_complete += (tc - ts) * 1e3
                 ts = tc
+            # Observed points exist only with depth (the detections back-project it).
+            observed = c.add_observed_points and det.points is not None and len(det.points) > 0
+            hidden = None
+            if observed and c.hidden_surface == "support" and plane is not None and depth is not None \
+                    and rests_on(det.points, plane, c.support_contact):
+                try:
+                    hidden = support_volume_samples(det.points, plane, K, depth, cell=c.support_cell,
+                                                    margin=c.completion_margin)
+                except ValueError as exc:
+                    warnings.append(f"object {det.label}: support volume skipped: {exc}")
+            if hidden is not None:
+                # The network's texture colours the hidden side.
+                near = cKDTree(placed).query(hidden)[1] if len(hidden) else np.zeros(0, np.int64)
+                points, point_colors = hidden, vcol[near].astype(np.float32)
+            elif completed:
                 # The completion is not a similarity: sample the corrected surface anew.
                 points, point_colors = sample_surface(placed, faces, c.points_per_object, vcol, seed=c.seed + i)
             else:
                 points = placement.apply(surf[:c.points_per_object])
                 point_colors = surf_col[:c.points_per_object]
-            # Observed points exist only with depth (the detections back-project it).
-            if c.add_observed_points and det.points is not None and len(det.points):
+            if observed:
                 obs, pix = det.points, det.pixels
                 if len(obs) > c.max_observed_points:
                     keep = np.linspace(0, len(obs) - 1, c.max_observed_points).astype(np.int64)
                     obs, pix = obs[keep], pix[keep]
                 obs_col = rgb[pix[:, 0], pix[:, 1]].astype(np.float32) / 255.0
-                hidden = None
-                if c.hidden_surface == "support" and plane is not None and rests_on(det.points, plane,
-                                                                                   c.support_contact):
-                    try:
-                        hidden = support_volume_samples(det.points, plane, K, depth, cell=c.support_cell,
-                                                        margin=c.completion_margin)
-                    except ValueError as exc:
-                        warnings.append(f"object {det.label}: support volume skipped: {exc}")
-                if hidden is not None:
-                    # The network's texture colours the hidden side.
-                    near = cKDTree(placed).query(hidden)[1] if len(hidden) else np.zeros(0, np.int64)
-                    points = np.concatenate([hidden, obs.astype(np.float32)])
-                    point_colors = np.concatenate([vcol[near].astype(np.float32), obs_col])
+                if hidden is not None:  # already only what the camera cannot see
+                    points = np.concatenate([points, obs.astype(np.float32)])
+                    point_colors = np.concatenate([point_colors, obs_col])
                 else:
                     points, point_colors = fuse_observed(points, point_colors, obs, obs_col, K, depth,
                                                          c.completion_margin)
