@@ -322,13 +322,34 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
     return (dets, fine) if return_plane else dets
 
 
+def _two_means(x: np.ndarray, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's 2-means of (N, C) values, started from the means of the outer deciles along the principal
+    axis (deterministic, and stray boundary colours do not become a centre). Returns centres (2, C) and
+    the index (N,) of each value's centre."""
+    d = x - x.mean(0)
+    axis = np.linalg.svd(d[::max(1, len(d) // 2000)], full_matrices=False)[2][0]
+    t = d @ axis
+    lo, hi = np.percentile(t, [10, 90])
+    centres = np.stack([x[t <= lo].mean(0), x[t >= hi].mean(0)])
+    which = np.zeros(len(x), np.int64)
+    for _ in range(iterations):
+        which = ((x[:, None, :] - centres[None]) ** 2).sum(2).argmin(1)
+        if which.min() == which.max():
+            break
+        new = np.stack([x[which == k].mean(0) for k in (0, 1)])
+        if np.allclose(new, centres):
+            break
+        centres = new
+    return centres, which
+
+
 def split_by_color(dets, rgb, K, depth=None, *, threshold: float = 20.0, min_fraction: float = 0.1,
                    coherence: float = 0.9, min_pixels: int = 100, max_objects: int = 10) -> list[Detection]:
     """Split detections that hold two touching objects of clearly different colour.
 
     Depth alone cannot part objects that touch without a depth jump. A detection's pixels are clustered in
     two by chroma (CIE a*b*: shading changes lightness far more than chroma); it is split when the two
-    chroma centres are ``threshold`` apart, each part holds ``min_fraction`` of the pixels and
+    chroma centres (:func:`_two_means`) are ``threshold`` apart, each part holds ``min_fraction`` of the pixels and
     ``min_pixels``, and each part is one region (its largest 8-connected component holds ``coherence`` of
     it; a texture's colours interleave and fail this). Applied once per detection (two objects per
     detection at most).
@@ -350,11 +371,8 @@ def split_by_color(dets, rgb, K, depth=None, *, threshold: float = 20.0, min_fra
         parts = [sub]
         ab = lab[y0:y1, x0:x1][sub][:, 1:]
         if len(ab) >= 2 * min_pixels:
-            step = max(1, len(ab) // 4000)
-            crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
-            _, _, centres = cv2.kmeans(np.ascontiguousarray(ab[::step]), 2, None, crit, 3, cv2.KMEANS_PP_CENTERS)
+            centres, which = _two_means(ab)
             if np.linalg.norm(centres[0] - centres[1]) >= threshold:
-                which = np.linalg.norm(ab[:, None, :] - centres[None], axis=2).argmin(1)
                 cand = []
                 for c in (0, 1):
                     part = np.zeros_like(sub)
