@@ -55,7 +55,7 @@ def run_direct(split: str, scenes: int, seed0: int, weights: str | None, device:
         with TabletopScene(SceneConfig(objects=split, seed=seed0 + k, max_objects=3), cam) as scene:
             for v in range(views):
                 f = scene.render(t=float(v))
-                if not lat and not rows:  # warm-up: lazy imports and OpenCV's colour tables, unmeasured
+                if k == v == 0:  # warm-up: lazy imports and OpenCV's colour tables, unmeasured
                     pipe.process(f.rgb, f.K, f.depth)
                 t0 = time.perf_counter()
                 res = pipe.process(f.rgb, f.K, f.depth)

@@ -40,18 +40,29 @@ def _as_shape(x, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     return v, f
 
 
+def _sample_faces(tri: np.ndarray, prob: np.ndarray, n: int, rng: np.random.Generator):
+    """``n`` points uniform over the triangles ``tri`` (F, 3, 3), face ``i`` drawn with ``prob[i]``.
+    Returns points (n, 3) and their face indices (n,)."""
+    fi = rng.choice(len(tri), size=n, p=prob)
+    u, v = rng.random(n), rng.random(n)
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    t = tri[fi]
+    return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0]), fi
+
+
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` points (n,3) uniformly distributed over the mesh surface (area-weighted faces, uniform barycentrics)."""
     tri = vertices[faces]
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     if not area.sum() > 0:
         raise ValueError("mesh has zero surface area")
-    fi = rng.choice(len(faces), size=n, p=area / area.sum())
-    u, v = rng.random(n), rng.random(n)
-    flip = u + v > 1
-    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    t = tri[fi]
-    return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+    return _sample_faces(tri, area / area.sum(), n, rng)[0]
+
+
+#: outer_surface_samples results by (mesh bytes, n, generator state before): one true mesh is scored
+#: against several predictions with the same seed; the entry restores the generator state after the draw.
+_OUTER_CACHE: dict = {}
 
 
 def outer_surface_samples(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -63,7 +74,26 @@ def outer_surface_samples(vertices: np.ndarray, faces: np.ndarray, n: int, rng: 
     along its face normal) are inside the mesh (:func:`inside_mesh`) lies on such a wall and is dropped.
     Where faces of k parts coincide (glued boxes sharing a plane) a sample is kept with probability 1/k, so
     the samples stay uniform over the boundary. For a single closed part this is :func:`sample_surface`.
+    Repeated calls with the same mesh, ``n`` and generator state return the same points (and leave the
+    generator in the same state) without recomputing them.
     """
+    import hashlib
+
+    key = (hashlib.blake2b(np.ascontiguousarray(vertices).tobytes() + np.ascontiguousarray(faces).tobytes()
+                           ).hexdigest(), n, repr(rng.bit_generator.state))
+    if key in _OUTER_CACHE:
+        pts, state = _OUTER_CACHE[key]
+        rng.bit_generator.state = state
+        return pts.copy()
+    pts = _outer_surface_samples(vertices, faces, n, rng)
+    if len(_OUTER_CACHE) >= 16:
+        _OUTER_CACHE.pop(next(iter(_OUTER_CACHE)))
+    _OUTER_CACHE[key] = (pts, rng.bit_generator.state)
+    return pts.copy()
+
+
+def _outer_surface_samples(vertices, faces, n, rng):
+    """:func:`outer_surface_samples` without the cache."""
     import open3d as o3d
 
     tri = vertices[faces]
@@ -83,12 +113,7 @@ def outer_surface_samples(vertices: np.ndarray, faces: np.ndarray, n: int, rng: 
     kept = 0
     for _ in range(8):  # internal walls are rarely more than half the area; a few rounds fill n
         m = 2 * (n - kept) + 64
-        fi = rng.choice(len(faces), size=m, p=area / area.sum())
-        u, v = rng.random(m), rng.random(m)
-        flip = u + v > 1
-        u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-        t = tri[fi]
-        p = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+        p, fi = _sample_faces(tri, area / area.sum(), m, rng)
         off = eps * normal[fi]
         outer = ~(inside_mesh(p + off, vertices, faces) & inside_mesh(p - off, vertices, faces))
         if scenes:
@@ -219,15 +244,14 @@ def mesh_metrics(pred, gt, taus=(0.05, 0.10), n_points: int = 10000, seed: int =
     rng = np.random.default_rng(seed)
     if gt_surface == "outer":
         dense = outer_surface_samples(gv, gf, 8 * n_points, rng)
-        gt_pts = dense[:n_points]
+        gt_pts, gt_shape = dense[:n_points], (dense, None)
     else:
-        gt_pts = sample_surface(gv, gf, n_points, rng)
+        gt_pts, gt_shape = sample_surface(gv, gf, n_points, rng), (gv, gf)
     if pf is None:
         pred_pts = pv if len(pv) <= n_points else pv[rng.choice(len(pv), n_points, replace=False)]
     else:
         pred_pts = sample_surface(pv, pf, n_points, rng)
-    # precision direction
-    d_pred = distance_to_shape(pred_pts, dense, None) if gt_surface == "outer" else distance_to_shape(pred_pts, gv, gf)
+    d_pred = distance_to_shape(pred_pts, *gt_shape)  # precision direction
     d_gt = distance_to_shape(gt_pts, pv, pf)  # recall direction
     out = {"chamfer_l1": float(0.5 * (d_pred.mean() + d_gt.mean()))}
     for tau in taus:
