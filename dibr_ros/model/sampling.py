@@ -55,15 +55,16 @@ class CropSampler:
 
     sample(batch_size) -> dict (B objects, W views, S = size): ``rgb`` (B, W, S, S, 3) shaded in [0, 1],
     background 0; ``mask`` (B, W, S, S) hard 0/1; ``depth`` (B, W, S, S) distance along the optical axis
-    (object units, 0 on background); ``R`` (B, W, 3, 3), ``eye`` (B, W, 3) world->camera (OpenGL,
-    object frame); ``K`` (B, W, 3, 3) crop intrinsics (pixels); ``view_rot`` (B, W, 3, 3) object frame ->
-    view frame (ground truth in the view frame of view w: ``vertices @ view_rot[:, w]^T``); ``object_index``
-    (B,) int64. Deterministic given the seed; state_dict()/load_state_dict() resume the stream exactly.
+    (object units, 0 on background; only with ``with_depth``, an extra feature channel to rasterise);
+    ``R`` (B, W, 3, 3), ``eye`` (B, W, 3) world->camera (OpenGL, object frame); ``K`` (B, W, 3, 3) crop
+    intrinsics (pixels); ``view_rot`` (B, W, 3, 3) object frame -> view frame (ground truth in the view
+    frame of view w: ``vertices @ view_rot[:, w]^T``); ``object_index`` (B,) int64. Deterministic given the
+    seed; state_dict()/load_state_dict() resume the stream exactly.
     """
 
     def __init__(self, objects: dict, views: int = 2, size: int = 64, crop_scale: float = 1.15, seed: int = 0,
                  distance: tuple[float, float] = (2.5, 8.0), jitter: bool = True, backend: str = "auto",
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", with_depth: bool = True):
         if views < 1 or size < 8:
             raise ValueError("views must be >= 1 and size >= 8")
         if not 1.0 < distance[0] <= distance[1]:
@@ -74,6 +75,7 @@ class CropSampler:
         self.views, self.size, self.crop_scale = int(views), int(size), float(crop_scale)
         self.distance = (float(distance[0]), float(distance[1]))
         self.jitter, self.backend, self.device = bool(jitter), backend, torch.device(device)
+        self.with_depth = bool(with_depth)
         self.generator = torch.Generator().manual_seed(int(seed))
 
     def __len__(self) -> int:
@@ -124,11 +126,13 @@ class CropSampler:
         uv, _ = project_pixels(rep(verts), R, eye)
         K = crop_intrinsics(uv, rep(vvalid), self.size, self.crop_scale)
         out = render_faces(rep(fv), rep(shaded), R, eye, K, self.size, valid=rep(valid), backend=self.backend,
-                           with_depth=True)
+                           with_depth=self.with_depth)
         s = self.size
-        return {
+        batch = {
             "rgb": out["rgb"].reshape(b, w, s, s, 3), "mask": out["mask"].reshape(b, w, s, s),
-            "depth": out["depth"].reshape(b, w, s, s),
             "R": R.reshape(b, w, 3, 3), "eye": eye.reshape(b, w, 3), "K": K.reshape(b, w, 3, 3),
             "view_rot": (_OPT.to(R) @ R).reshape(b, w, 3, 3), "object_index": idx.to(dev),
         }
+        if self.with_depth:
+            batch["depth"] = out["depth"].reshape(b, w, s, s)
+        return batch

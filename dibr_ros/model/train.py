@@ -176,7 +176,8 @@ class Trainer:
         train = load_objects(cfg["train_split"], cfg["train_objects"], cfg["train_names"])
         self.sampler = CropSampler(train, cfg["views"], size, self.net.config["crop_scale"],
                                    seed=int(cfg["seed"]) * 1000 + rank, distance=tuple(cfg["distance"]),
-                                   jitter=cfg["jitter"], backend=cfg["backend"], device=self.device)
+                                   jitter=cfg["jitter"], backend=cfg["backend"], device=self.device,
+                                   with_depth=self.loss_fn.weights["depth"] > 0)
         self.num_train = len(self.sampler)
         self.step = 0
         self.elapsed = 0.0
@@ -265,7 +266,8 @@ class Trainer:
             objs = load_objects(cfg["val_split"], cfg["val_objects"])
             s = CropSampler(objs, max(2, int(cfg["views"])), self.net.input_size, self.net.config["crop_scale"],
                             seed=int(cfg["val_seed"]), distance=tuple(cfg["distance"]), jitter=cfg["jitter"],
-                            backend=cfg["backend"], device=self.device)
+                            backend=cfg["backend"], device=self.device,
+                            with_depth=self.loss_fn.weights["depth"] > 0)
             with torch.no_grad():
                 self._val_batch = s.sample(len(s), index=torch.arange(len(s)))
         b = self._val_batch
