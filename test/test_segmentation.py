@@ -171,21 +171,24 @@ def test_flat_object_threshold_follows_the_sensor_noise(noise, found):
     assert len(segment_depth(frame["depth"], K, min_height=0.01)) == 0  # the old threshold never saw it
 
 
-def touching_pair(color_b):
+def touching_pair(color_b, color_a=(200, 60, 40)):
     """Two boxes of the same height pressed together side by side: no depth jump between them."""
     a = box_on_table(0.5, -0.04, (0.04, 0.03, 0.03))
     b = box_on_table(0.5, 0.04, (0.04, 0.03, 0.03))
-    a.color, b.color = (200, 60, 40), color_b
+    a.color, b.color = color_a, color_b
     return render([a, b])
 
 
-def test_color_split_parts_touching_objects_of_different_colour():
+@pytest.mark.parametrize("color_a, color_b", [((200, 60, 40), (40, 90, 210)),
+                                              # one hue, a dark and a pale one: CIE a*b* 9 apart only
+                                              ((50, 40, 140), (120, 105, 200))])
+def test_color_split_parts_touching_objects_of_different_colour(color_a, color_b):
     from dibr_ros.perception.segmentation import split_by_color
 
-    frame, K, _, _ = touching_pair((40, 90, 210))
+    frame, K, _, _ = touching_pair(color_b, color_a)
     dets = segment_depth(frame["depth"], K)
     assert len(dets) == 1  # depth alone cannot part them
-    split = split_by_color(dets, frame["rgb"], K, frame["depth"], threshold=30.0)
+    split = split_by_color(dets, frame["rgb"], K, frame["depth"], threshold=0.03)
     assert len(split) == 2 and [d.label for d in split] == [1, 2]
     for i in (1, 2):
         truth = frame["labels"] == i
@@ -209,4 +212,33 @@ def test_color_split_leaves_one_object_whole(case):
         rgb[stripes] = (40, 90, 210)
     dets = segment_depth(frame["depth"], K)
     assert len(dets) == 1
-    assert len(split_by_color(dets, rgb, K, frame["depth"], threshold=30.0)) == 1
+    assert len(split_by_color(dets, rgb, K, frame["depth"], threshold=0.03)) == 1
+
+
+def pieces(gap, color_b):
+    """Two boxes ``gap`` m apart along the table (table visible between them: two depth segments)."""
+    a = box_on_table(0.5, -0.03 - gap / 2, (0.03, 0.03, 0.02))
+    b = box_on_table(0.5, 0.03 + gap / 2, (0.03, 0.03, 0.04))
+    a.color, b.color = (200, 60, 40), color_b
+    return render([a, b])
+
+
+@pytest.mark.parametrize("gap, color_b, joined", [(0.03, (200, 60, 40), True), (0.08, (200, 60, 40), False),
+                                                  (0.03, (190, 80, 40), False)])
+def test_color_merge_joins_near_pieces_of_one_colour_only(gap, color_b, joined):
+    from dibr_ros.perception.segmentation import merge_by_color
+
+    frame, K, _, _ = pieces(gap, color_b)
+    dets = segment_depth(frame["depth"], K)
+    assert len(dets) == 2
+    out = merge_by_color(dets, frame["rgb"], K, frame["depth"], threshold=0.01, gap=0.05)
+    if not joined:
+        assert out == dets
+        return
+    assert len(out) == 1 and out[0].label == 1
+    truth = frame["labels"] > 0
+    assert (out[0].mask & truth).sum() / (out[0].mask | truth).sum() > 0.95
+    assert out[0].mask.sum() == dets[0].mask.sum() + dets[1].mask.sum()
+    assert len(out[0].points) == len(dets[0].points) + len(dets[1].points)
+    x0, y0, x1, y1 = out[0].box
+    assert out[0].mask[y0:y1, x0:x1].sum() == out[0].mask.sum()

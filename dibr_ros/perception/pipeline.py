@@ -18,6 +18,7 @@ from .pointcloud import merge_clouds, sample_surface
 from .segmentation import (
     SEGMENTATION_MODES,
     Detection,
+    merge_by_color,
     segment_color,
     segment_depth,
     segment_labels,
@@ -41,8 +42,11 @@ class PipelineConfig:
         plane_distance [m]: RANSAC inlier distance. min_height [m]: points nearer the plane are table (at
             least 3 sigma of the table's measured depth noise).
         cluster_distance [m]: depth jump separating objects. max_depth [m]: farther depth is ignored.
-        color_split [CIE a*b* distance]: a depth segment whose pixels form two regions this far apart in
-            chroma is split in two (touching objects without a depth jump); 0 = off.
+        color_split [chromaticity distance]: a depth segment whose pixels form two regions this far apart
+            in chromaticity ((r, g) / (r + g + b)) is split in two (touching objects without a depth jump);
+            0 = off. color_merge [chromaticity distance], merge_gap [m]: depth segments within color_merge in
+            median chromaticity whose points come within merge_gap are joined (pieces of one object cut
+            apart by its own depth jumps); 0 = off.
         min_object_size, max_object_size [m]: bounds on an object's observed 3D extent (depth mode).
         min_object_pixels [px]: minimum mask area; max_area_fraction: maximum mask area as a fraction of the
             image (both segmenters). max_objects: keep the largest this many.
@@ -80,7 +84,9 @@ class PipelineConfig:
     plane_distance: float = 0.01
     min_height: float = 0.005
     cluster_distance: float = 0.02
-    color_split: float = 30.0
+    color_split: float = 0.03
+    color_merge: float = 0.01
+    merge_gap: float = 0.05
     max_depth: float = 10.0
     min_object_size: float = 0.02
     max_object_size: float = 0.6
@@ -116,8 +122,8 @@ class PipelineConfig:
             raise ValueError(f"debug_renderer must be one of {DEBUG_RENDERERS}, got {self.debug_renderer!r}")
         positive = ("depth_stride", "plane_distance", "cluster_distance", "max_depth", "max_object_size",
                     "max_objects", "color_threshold", "color_stride", "default_distance", "completion_margin",
-                    "support_cell")
-        non_negative = ("color_split", "min_height", "min_object_size", "min_object_pixels", "crop_size",
+                    "support_cell", "merge_gap")
+        non_negative = ("color_split", "color_merge", "min_height", "min_object_size", "min_object_pixels", "crop_size",
                         "crop_padding", "default_object_size", "min_depth_points", "points_per_object",
                         "max_observed_points", "support_contact")
         for name in positive + non_negative:
@@ -323,6 +329,9 @@ class PerceptionPipeline:
             dets, plane = segment_depth(depth, K, **c.depth_segmentation_kwargs(), return_plane=True)
             if c.color_split > 0:
                 dets = split_by_color(dets, rgb, K, depth, threshold=c.color_split, min_pixels=c.min_object_pixels,
+                                      max_objects=c.max_objects)
+            if c.color_merge > 0:
+                dets = merge_by_color(dets, rgb, K, depth, threshold=c.color_merge, gap=c.merge_gap,
                                       max_objects=c.max_objects)
         else:
             dets = segment_color(rgb, stride=c.color_stride, color_threshold=c.color_threshold,

@@ -322,6 +322,18 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
     return (dets, fine) if return_plane else dets
 
 
+def chromaticity(rgb: np.ndarray) -> np.ndarray:
+    """(..., 2) float32 ``(r, g) / (r + g + b)`` of (..., 3) uint8 colours.
+
+    Shading multiplies a surface's colour (also after the sRGB curve, a power law), which leaves this ratio
+    unchanged: faces of one object in light and shadow get one value, two objects of one hue but different
+    saturation do not. A count of 1 is added to each channel so that near-black pixels tend to grey instead
+    of amplifying noise.
+    """
+    c = np.asarray(rgb, np.float32) + 1.0
+    return (c[..., :2] / c.sum(-1, keepdims=True)).astype(np.float32)
+
+
 def _two_means(x: np.ndarray, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd's 2-means of (N, C) values, started from the means of the outer deciles along the principal
     axis (deterministic, and stray boundary colours do not become a centre). Returns centres (2, C) and
@@ -343,33 +355,33 @@ def _two_means(x: np.ndarray, iterations: int = 10) -> tuple[np.ndarray, np.ndar
     return centres, which
 
 
-def split_by_color(dets, rgb, K, depth=None, *, threshold: float = 20.0, min_fraction: float = 0.1,
+def split_by_color(dets, rgb, K, depth=None, *, threshold: float = 0.03, min_fraction: float = 0.1,
                    coherence: float = 0.9, min_pixels: int = 100, max_objects: int = 10) -> list[Detection]:
     """Split detections that hold two touching objects of clearly different colour.
 
     Depth alone cannot part objects that touch without a depth jump. A detection's pixels are clustered in
-    two by chroma (CIE a*b*: shading changes lightness far more than chroma); it is split when the two
-    chroma centres (:func:`_two_means`) are ``threshold`` apart, each part holds ``min_fraction`` of the pixels and
-    ``min_pixels``, and each part is one region (its largest 8-connected component holds ``coherence`` of
-    it; a texture's colours interleave and fail this). Applied once per detection (two objects per
-    detection at most).
+    two by chromaticity (:func:`chromaticity`: shading scales a pixel's colour, which leaves it unchanged);
+    it is split when the two centres (:func:`_two_means`) are ``threshold`` apart, each part holds
+    ``min_fraction`` of the pixels and ``min_pixels``, and each part is one region (its largest 8-connected
+    component holds ``coherence`` of it; a texture's colours interleave and fail this). Applied once per
+    detection (two objects per detection at most).
 
     Args:
         dets: detections (:func:`segment_depth`); rgb: (H, W, 3) uint8; K: (3, 3); depth: (H, W) metres or
             None (fills ``points``/``pixels`` of the parts).
+        threshold: chromaticity distance between the two colours.
     Returns:
         detections, largest first, relabelled 1..N, at most ``max_objects``.
     """
     import cv2
 
     rgb = check_rgb(rgb)
-    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     items, changed = [], False
     for det in dets:
         x0, y0, x1, y1 = det.box
         sub = det.mask[y0:y1, x0:x1]
         parts = [sub]
-        ab = lab[y0:y1, x0:x1][sub][:, 1:]
+        ab = chromaticity(rgb[y0:y1, x0:x1][sub])
         if len(ab) >= 2 * min_pixels:
             centres, which = _two_means(ab)
             if np.linalg.norm(centres[0] - centres[1]) >= threshold:
@@ -391,6 +403,64 @@ def split_by_color(dets, rgb, K, depth=None, *, threshold: float = 20.0, min_fra
     if not changed:
         return list(dets)
     return _finish(items, det.mask.shape, depth, K, max_objects)
+
+
+def merge_by_color(dets, rgb, K, depth, *, threshold: float = 0.01, gap: float = 0.05,
+                   max_objects: int = 10) -> list[Detection]:
+    """Join detections that are pieces of one object cut apart by its own depth jumps.
+
+    An object occludes parts of itself (a bar standing up in front of the bar it crosses, an arm over the
+    body): depth clustering then returns several pieces. Pieces of one object share its colour, where
+    neighbouring objects rarely match to within sensor noise: detections whose median chromaticity
+    (:func:`chromaticity`, unchanged by shading) lies within ``threshold`` and whose measured points come
+    within ``gap`` metres of each other are joined (transitively). Identical objects nearer than ``gap``
+    are joined too: keep ``threshold`` tight.
+
+    Args:
+        dets: detections with ``points`` (:func:`segment_depth`); rgb: (H, W, 3) uint8; K: (3, 3);
+            depth: (H, W) metres (fills ``points``/``pixels`` of joined detections).
+        threshold: chromaticity distance below which two pieces count as one colour.
+        gap: largest distance (m) between the nearest measured points of two pieces.
+    Returns:
+        detections, largest first, relabelled 1..N when any were joined (else ``dets`` unchanged).
+    """
+    from scipy.spatial import cKDTree
+
+    if len(dets) < 2 or any(d.points is None or len(d.points) == 0 for d in dets):
+        return list(dets)
+    rgb = check_rgb(rgb)
+    chroma, trees = [], []
+    for det in dets:
+        x0, y0, x1, y1 = det.box
+        chroma.append(np.median(chromaticity(rgb[y0:y1, x0:x1][det.mask[y0:y1, x0:x1]]), axis=0))
+        trees.append(cKDTree(det.points[::max(1, len(det.points) // 2000)]))
+    root = list(range(len(dets)))
+
+    def find(i):
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    for i in range(len(dets)):
+        for j in range(i + 1, len(dets)):
+            if find(i) != find(j) and np.linalg.norm(chroma[i] - chroma[j]) < threshold \
+                    and trees[i].query(trees[j].data, distance_upper_bound=gap)[0].min() < gap:
+                root[find(j)] = find(i)
+    groups = {}
+    for i in range(len(dets)):
+        groups.setdefault(find(i), []).append(i)
+    if len(groups) == len(dets):
+        return list(dets)
+    items = []
+    for members in groups.values():
+        x0 = min(dets[i].box[0] for i in members)
+        y0 = min(dets[i].box[1] for i in members)
+        x1 = max(dets[i].box[2] for i in members)
+        y1 = max(dets[i].box[3] for i in members)
+        sub = np.logical_or.reduce([dets[i].mask[y0:y1, x0:x1] for i in members])
+        items.append((sub, (x0, y0), min(dets[i].score for i in members), None))
+    return _finish(items, dets[0].mask.shape, depth, K, max_objects)
 
 
 def _refine_plane(depth: np.ndarray, K: np.ndarray, plane, step: int, distance: float):

@@ -138,8 +138,13 @@ PIPELINE_PARAMETERS = (
     P("min_object_pixels", _PC["min_object_pixels"], "Minimum object mask area (pixels).", False,
       0, 100_000_000),
     P("color_split", _PC["color_split"], "Depth segmentation: a segment whose pixels form two regions this "
-      "far apart in chroma (CIE a*b*) is split in two (touching objects without a depth jump); 0 = off.", False,
-      0.0, 200.0),
+      "far apart in chromaticity ((r, g) / (r + g + b)) is split in two (touching objects without a depth "
+      "jump); 0 = off.", False, 0.0, 1.0),
+    P("color_merge", _PC["color_merge"], "Depth segmentation: segments this near in median chromaticity whose "
+      "points come within merge_gap are joined (pieces of one object cut apart by its own depth jumps); "
+      "0 = off.", False, 0.0, 1.0),
+    P("merge_gap", _PC["merge_gap"], "Depth segmentation: largest distance (m) between the nearest points of "
+      "two pieces color_merge joins.", False, 1e-4, 1.0),
     P("max_objects", _PC["max_objects"], "Maximum objects per frame (largest first).", False, 1, 1000),
     P("color_threshold", _PC["color_threshold"], "Colour segmentation: Lab distance from the background "
       "model that counts as object.", False, 0.1, 400.0),
