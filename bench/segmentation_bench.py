@@ -5,7 +5,8 @@
 
 Scenes: ``TabletopScene(SceneConfig(objects=<set>, seed=s, max_objects=3), CameraConfig(orbit_deg_per_s=180))``
 for each set ("test", "ood") and seed, frames ``t = 0`` and ``t = 1`` (opposite sides of the table).
-``segment_depth`` runs with the ``PipelineConfig`` defaults. Detections are matched to the visible true
+``segment_depth`` runs with the ``PipelineConfig`` defaults (``--colour``: followed by the pipeline's colour
+split and merge of touching objects and self-occluded pieces, ``split_by_color`` and ``merge_by_color``). Detections are matched to the visible true
 objects (>= 100 px) by mask IoU (Hungarian, a pair needs IoU > 0.1). Per set:
 
 - mask IoU: mean over true objects (a missed object counts 0);
@@ -15,7 +16,7 @@ objects (>= 100 px) by mask IoU (Hungarian, a pair needs IoU > 0.1). Per set:
 - pixels: of all true object pixels, the fraction the matched masks lose; of all mask pixels, the fraction
   on the table (true label 0) or on another object;
 - with ``--noise-mm``, Gaussian depth noise (sigma = noise_mm * z^2, seeded) is added before segmenting;
-- ms/call: wall time of ``segment_depth`` (median over frames, 3 calls per frame, best kept).
+- ms/call: wall time of the segmentation (median over frames, 3 calls per frame, best kept).
 """
 
 from __future__ import annotations
@@ -35,25 +36,28 @@ from e2e_bench import machine  # noqa: E402  (bench/ is this script's directory)
 
 from dibr_ros.demo import shape_metrics  # noqa: E402
 from dibr_ros.perception.pipeline import PipelineConfig  # noqa: E402
-from dibr_ros.perception.segmentation import segment_depth  # noqa: E402
+from dibr_ros.perception.segmentation import merge_by_color, segment_depth, split_by_color  # noqa: E402
 
 #: The shipped PipelineConfig's depth-segmentation settings (what the node runs), printed with each result.
-PARAMS = PipelineConfig().depth_segmentation_kwargs()
+CONFIG = PipelineConfig()
+PARAMS = CONFIG.depth_segmentation_kwargs()
 MIN_VISIBLE_PX = 100
 MIN_IOU = 0.1
 
 
 def frames(split: str, seeds, cache: str | None):
-    """Yield (name, depth, K, labels, [(label, name, vertices, faces)]) per frame; cached as .npz if asked."""
+    """Yield (name, rgb, depth, K, labels, [(label, name, vertices, faces)]) per frame; cached as .npz if
+    asked (a cache file without rgb is rendered again)."""
     for seed in seeds:
         path = os.path.join(cache, f"{split}_{seed}.npz") if cache else None
-        if path and os.path.exists(path):
-            z = np.load(path, allow_pickle=False)
+        z = np.load(path, allow_pickle=False) if path and os.path.exists(path) else None
+        if z is not None and "f0_rgb" in z.files:
             n = int(z["n_frames"])
             for t in range(n):
                 objs = [(int(z[f"f{t}_o{i}_label"]), str(z[f"f{t}_o{i}_name"]), z[f"f{t}_o{i}_v"],
                          z[f"f{t}_o{i}_f"]) for i in range(int(z[f"f{t}_nobj"]))]
-                yield f"{split}/{seed}/t{t}", z[f"f{t}_depth"], z[f"f{t}_K"], z[f"f{t}_labels"], objs
+                yield (f"{split}/{seed}/t{t}", z[f"f{t}_rgb"], z[f"f{t}_depth"], z[f"f{t}_K"], z[f"f{t}_labels"],
+                       objs)
             continue
         from dibr_ros.ros.sim_scene import CameraConfig, SceneConfig, TabletopScene
 
@@ -64,8 +68,8 @@ def frames(split: str, seeds, cache: str | None):
             for t in range(2):
                 f = scene.render(t=float(t))
                 objs = [(o.label, o.name, o.vertices, o.faces) for o in f.objects]
-                out.append((f"{split}/{seed}/t{t}", f.depth, f.K, f.labels, objs))
-                store.update({f"f{t}_depth": f.depth, f"f{t}_K": f.K, f"f{t}_labels": f.labels,
+                out.append((f"{split}/{seed}/t{t}", f.rgb, f.depth, f.K, f.labels, objs))
+                store.update({f"f{t}_rgb": f.rgb, f"f{t}_depth": f.depth, f"f{t}_K": f.K, f"f{t}_labels": f.labels,
                               f"f{t}_nobj": len(objs)})
                 for i, (lab, name, v, fc) in enumerate(objs):
                     store.update({f"f{t}_o{i}_label": lab, f"f{t}_o{i}_name": name, f"f{t}_o{i}_v": v,
@@ -76,8 +80,19 @@ def frames(split: str, seeds, cache: str | None):
         yield from out
 
 
+def segment(rgb, depth, K, params: dict, colour: bool):
+    """``segment_depth``, then (``colour``) the pipeline's colour split and merge with its defaults."""
+    dets = segment_depth(depth, K, **params)
+    if colour:
+        dets = split_by_color(dets, rgb, K, depth, threshold=CONFIG.color_split,
+                              min_pixels=params["min_pixels"], max_objects=params["max_objects"])
+        dets = merge_by_color(dets, rgb, K, depth, threshold=CONFIG.color_merge, gap=CONFIG.merge_gap,
+                              max_objects=params["max_objects"])
+    return dets
+
+
 def evaluate(split: str, seeds, cache: str | None, noise_mm: float = 0.0, params: dict | None = None,
-             seed: int = 0) -> tuple[dict, list[str]]:
+             seed: int = 0, colour: bool = False) -> tuple[dict, list[str]]:
     from scipy.optimize import linear_sum_assignment
 
     from dibr_ros.ros.sim_scene import backproject
@@ -86,14 +101,14 @@ def evaluate(split: str, seeds, cache: str | None, noise_mm: float = 0.0, params
                lost=0, truth_px=0, mask_px=0, on_table=0, on_other=0)
     notes = []
     rng = np.random.default_rng(seed)
-    for name, depth, K, labels, objs in frames(split, seeds, cache):
+    for name, rgb, depth, K, labels, objs in frames(split, seeds, cache):
         if noise_mm > 0:
             # Structured-light / stereo-like: sigma grows with z^2 (noise_mm at 1 m).
             depth = (depth + rng.normal(0.0, 1.0, depth.shape) * noise_mm * 1e-3 * depth ** 2).astype(np.float32)
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
-            dets = segment_depth(depth, K, **(params or PARAMS))
+            dets = segment(rgb, depth, K, params or PARAMS, colour)
             times.append((time.perf_counter() - t0) * 1e3)
         acc["ms"].append(min(times))
         vis = [o for o in objs if (labels == o[0]).sum() >= MIN_VISIBLE_PX]
@@ -164,6 +179,8 @@ def main(argv=None) -> int:
     ap.add_argument("--label", default="", help="name of this run in the results file (e.g. before/after)")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "RESULTS_segmentation.md"))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--colour", action="store_true",
+                    help="also the pipeline's colour split and merge (color_split, color_merge, merge_gap)")
     ap.add_argument("--notes", action="store_true", help="print every missed/extra detection")
     args = ap.parse_args(argv)
     params = dict(PARAMS)
@@ -174,7 +191,7 @@ def main(argv=None) -> int:
         params[name] = type(PARAMS[name])(float(value))
     lines = [HEADER]
     for split in args.sets:
-        res, notes = evaluate(split, args.seeds, args.cache, args.noise_mm, params)
+        res, notes = evaluate(split, args.seeds, args.cache, args.noise_mm, params, colour=args.colour)
         lines.append(row(split, res))
         if args.notes:
             print("\n".join(notes))
@@ -186,7 +203,9 @@ def main(argv=None) -> int:
             f.write(f"\n## {args.label or 'run'} ({datetime.date.today().isoformat()})\n\n"
                     f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f}.\n"
                     f"Command: `{cmd.strip()}`\n"
-                    f"segment_depth arguments: {', '.join(f'{k}={v:g}' for k, v in params.items())}\n\n{table}\n")
+                    f"segment_depth arguments: {', '.join(f'{k}={v:g}' for k, v in params.items())}"
+                    + (f"; then colour split {CONFIG.color_split:g}, merge {CONFIG.color_merge:g} within "
+                       f"{CONFIG.merge_gap:g} m" if args.colour else "") + f"\n\n{table}\n")
     return 0
 
 
