@@ -334,25 +334,31 @@ def chromaticity(rgb: np.ndarray) -> np.ndarray:
     return (c[..., :2] / c.sum(-1, keepdims=True)).astype(np.float32)
 
 
-def _two_means(x: np.ndarray, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def _two_means(x: np.ndarray, iterations: int = 10, sample: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd's 2-means of (N, C) values, started from the means of the outer deciles along the principal
-    axis (deterministic, and stray boundary colours do not become a centre). Returns centres (2, C) and
-    the index (N,) of each value's centre."""
-    d = x - x.mean(0)
-    axis = np.linalg.svd(d[::max(1, len(d) // 2000)], full_matrices=False)[2][0]
+    axis (deterministic, and stray boundary colours do not become a centre). The centres are fitted on at
+    most ``sample`` evenly strided values. Returns centres (2, C) and the index (N,) of each value's
+    nearest centre."""
+    x = np.asarray(x, np.float64)
+
+    def nearest(v, c):  # the side of the bisecting hyperplane
+        return (v @ (c[1] - c[0]) > 0.5 * (c[1] @ c[1] - c[0] @ c[0])).astype(np.int64)
+
+    fit = x[::max(1, len(x) // sample)]
+    d = fit - fit.mean(0)
+    axis = np.linalg.svd(d, full_matrices=False)[2][0]
     t = d @ axis
     lo, hi = np.percentile(t, [10, 90])
-    centres = np.stack([x[t <= lo].mean(0), x[t >= hi].mean(0)])
-    which = np.zeros(len(x), np.int64)
+    centres = np.stack([fit[t <= lo].mean(0), fit[t >= hi].mean(0)])
     for _ in range(iterations):
-        which = ((x[:, None, :] - centres[None]) ** 2).sum(2).argmin(1)
+        which = nearest(fit, centres)
         if which.min() == which.max():
             break
-        new = np.stack([x[which == k].mean(0) for k in (0, 1)])
+        new = np.stack([fit[which == k].mean(0) for k in (0, 1)])
         if np.allclose(new, centres):
             break
         centres = new
-    return centres, which
+    return centres, nearest(x, centres)
 
 
 def split_by_color(dets, rgb, K, depth=None, *, threshold: float = 0.03, min_fraction: float = 0.1,
@@ -429,11 +435,24 @@ def merge_by_color(dets, rgb, K, depth, *, threshold: float = 0.01, gap: float =
     if len(dets) < 2 or any(d.points is None or len(d.points) == 0 for d in dets):
         return list(dets)
     rgb = check_rgb(rgb)
-    chroma, trees = [], []
+    chroma = []
     for det in dets:
         x0, y0, x1, y1 = det.box
         chroma.append(np.median(chromaticity(rgb[y0:y1, x0:x1][det.mask[y0:y1, x0:x1]]), axis=0))
-        trees.append(cKDTree(det.points[::max(1, len(det.points) // 2000)]))
+    lo = [d.points.min(0) for d in dets]
+    hi = [d.points.max(0) for d in dets]
+    trees = {}
+
+    def tree(i):
+        if i not in trees:
+            trees[i] = cKDTree(dets[i].points[::max(1, len(dets[i].points) // 2000)])
+        return trees[i]
+
+    def near(i, j):  # bounding boxes first: most pairs are far apart
+        if np.linalg.norm(np.maximum(0.0, np.maximum(lo[i] - hi[j], lo[j] - hi[i]))) >= gap:
+            return False
+        return tree(i).query(tree(j).data, distance_upper_bound=gap)[0].min() < gap
+
     root = list(range(len(dets)))
 
     def find(i):
@@ -444,8 +463,7 @@ def merge_by_color(dets, rgb, K, depth, *, threshold: float = 0.01, gap: float =
 
     for i in range(len(dets)):
         for j in range(i + 1, len(dets)):
-            if find(i) != find(j) and np.linalg.norm(chroma[i] - chroma[j]) < threshold \
-                    and trees[i].query(trees[j].data, distance_upper_bound=gap)[0].min() < gap:
+            if find(i) != find(j) and np.linalg.norm(chroma[i] - chroma[j]) < threshold and near(i, j):
                 root[find(j)] = find(i)
     groups = {}
     for i in range(len(dets)):
