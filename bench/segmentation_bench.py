@@ -5,9 +5,10 @@
 
 Scenes: ``TabletopScene(SceneConfig(objects=<set>, seed=s, max_objects=3), CameraConfig(orbit_deg_per_s=180))``
 for each set ("test", "ood") and seed, frames ``t = 0`` and ``t = 1`` (opposite sides of the table).
-``segment_depth`` runs with the ``PipelineConfig`` defaults (``--colour``: followed by the pipeline's colour
-split and merge of touching objects and self-occluded pieces, ``split_by_color`` and ``merge_by_color``). Detections are matched to the visible true
-objects (>= 100 px) by mask IoU (Hungarian, a pair needs IoU > 0.1). Per set:
+``segment_depth`` runs with the ``PipelineConfig`` defaults (``--colour``: followed by the pipeline's
+colour split and merge of touching objects and self-occluded pieces, ``split_by_color`` and
+``merge_by_color``). Detections are matched to the visible true objects (>= 100 px) by mask IoU (Hungarian,
+a pair needs IoU > 0.1). Per set:
 
 - mask IoU: mean over true objects (a missed object counts 0);
 - P/R/F@10mm: ``dibr_ros.demo.shape_metrics`` of the matched detection's observed points against the true
