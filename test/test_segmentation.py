@@ -223,15 +223,20 @@ def pieces(gap, color_b):
     return render([a, b])
 
 
-@pytest.mark.parametrize("gap, color_b, joined", [(0.03, (200, 60, 40), True), (0.08, (200, 60, 40), False),
-                                                  (0.03, (190, 80, 40), False)])
-def test_color_merge_joins_near_pieces_of_one_colour_only(gap, color_b, joined):
+@pytest.mark.parametrize("gap, color_b, joined, rgb_noise", [
+    (0.03, (200, 60, 40), True, 0.0), (0.03, (200, 60, 40), True, 4.0),  # sensor noise: sigma 4 of 255
+    (0.08, (200, 60, 40), False, 0.0), (0.03, (200, 68, 40), False, 0.0), (0.03, (200, 68, 40), False, 4.0)])
+def test_color_merge_joins_near_pieces_of_one_colour_only(gap, color_b, joined, rgb_noise):
     from dibr_ros.perception.segmentation import merge_by_color
 
     frame, K, _, _ = pieces(gap, color_b)
+    rgb = frame["rgb"]
+    if rgb_noise:
+        noise = np.random.default_rng(0).normal(0.0, rgb_noise, rgb.shape)
+        rgb = np.clip(rgb + noise, 0, 255).astype(np.uint8)
     dets = segment_depth(frame["depth"], K)
     assert len(dets) == 2
-    out = merge_by_color(dets, frame["rgb"], K, frame["depth"], threshold=0.01, gap=0.05)
+    out = merge_by_color(dets, rgb, K, frame["depth"], threshold=0.01, gap=0.05)
     if not joined:
         assert out == dets
         return
