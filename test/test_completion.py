@@ -8,6 +8,7 @@ from dibr_ros.perception import synthetic as S
 from dibr_ros.perception.completion import (
     complete_mesh,
     depth_at,
+    fit_to_points,
     fuse_observed,
     rests_on,
     support_volume_samples,
@@ -289,3 +290,64 @@ def test_pipeline_cloud_hidden_surface_sources(hidden):
         assert max(err) > 0.005
     with pytest.raises(ValueError, match="hidden_surface"):
         PerceptionPipeline(S.SpherePredictor(), {"hidden_surface": "volume"})
+
+
+def test_fit_to_points_wraps_a_sphere_onto_an_ellipsoid():
+    """A unit-radius icosphere scaled to 4 cm, fitted to points on an ellipsoid of semi-axes 5, 3, 2 cm:
+    vertices land on the ellipsoid, the surface covers it, and no triangle turns inside out."""
+    from dibr_ros.render.mesh import ico_sphere
+
+    v, f = (x.numpy() for x in ico_sphere(3))
+    axes = np.array([0.05, 0.03, 0.02])
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(4000, 3))
+    p = p / np.linalg.norm(p, axis=1, keepdims=True) * axes
+
+    def radial_error(x):  # |x / axes| - 1: 0 on the ellipsoid
+        return np.abs(np.linalg.norm(x / axes, axis=1) - 1.0)
+
+    out = fit_to_points(0.04 * v, f, p)
+    assert out.dtype == np.float32 and out.shape == v.shape
+    assert radial_error(0.04 * v).mean() > 0.3 and radial_error(out).mean() < 0.03
+    covered = distance_to_shape(p, out.astype(np.float64), f) < 0.002
+    assert covered.mean() > 0.95
+    tri = out[f].astype(np.float64)
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    assert (np.einsum("ij,ij->i", normal, tri.mean(1)) > 0).mean() > 0.99  # outward, as the sphere's were
+    assert np.array_equal(fit_to_points(0.04 * v, f, p, iterations=0), (0.04 * v).astype(np.float32))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(points=np.zeros((0, 3))), "points"), (dict(points=np.full((5, 3), np.nan)), "points"),
+    (dict(faces=np.array([[0, 1, 999]])), "faces"), (dict(step=1.5), "step"), (dict(iterations=-1), "iterations"),
+])
+def test_fit_to_points_rejects_bad_input(kwargs, match):
+    from dibr_ros.render.mesh import ico_sphere
+
+    v, f = (x.numpy() for x in ico_sphere(1))
+    args = dict(vertices=v, faces=f, points=v * 2.0)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        fit_to_points(**args)
+
+
+def test_pipeline_fits_the_published_mesh_to_the_support_cloud():
+    """Boxes with a sphere 'network': wrapped onto each object's cloud, the published mesh is the box."""
+    frame, objects, K, plane = S.tabletop_scene(3, seed=5, kinds=("box",))
+    err = {}
+    for iterations in (0, 5):
+        pipe = PerceptionPipeline(S.SpherePredictor(), {"mesh_fit_iterations": iterations, "debug_image": False})
+        res = pipe.process(frame["rgb"], K, depth=frame["depth"])
+        assert len(res.objects) == len(objects)
+        e = []
+        for o in res.objects:
+            ob = min(objects, key=lambda b: np.linalg.norm(b.center - o.center))
+            truth = sample_surface(*ob.mesh(), 3000, np.random.default_rng(0))
+            mesh = sample_surface(o.vertices.astype(np.float64), o.faces, 3000, np.random.default_rng(1))
+            # Both ways: the mesh lies on the box and covers it.
+            e.append(max(np.percentile(distance_to_shape(mesh, *ob.mesh()), 90),
+                         np.percentile(distance_to_shape(truth, o.vertices.astype(np.float64), o.faces), 90)))
+        err[iterations] = max(e)
+    assert err[5] < 0.004 and err[5] < 0.25 * err[0]
+    with pytest.raises(ValueError, match="mesh_fit_iterations"):
+        PerceptionPipeline(S.SpherePredictor(), {"mesh_fit_iterations": -1})

@@ -291,6 +291,60 @@ def support_volume_samples(observed, plane, K, depth, *, cell: float = 0.003, ma
     return samples[~(seen | free)].astype(np.float32)
 
 
+def fit_to_points(vertices, faces, points, *, iterations: int = 5, step: float = 0.7, smooth: float = 0.3,
+                  max_points: int = 1000) -> np.ndarray:
+    """Shrink-wrap a mesh onto a point cloud, keeping its connectivity (and so its per-vertex texture).
+
+    Each iteration moves every vertex by ``step`` times the offset to its nearest point, plus ``step`` times
+    the mean offset of the points whose nearest vertex it is (the second term pulls the mesh out to parts of
+    the cloud no vertex is near yet), then replaces it by ``(1 - smooth)`` itself plus ``smooth`` the mean of
+    its neighbours (umbrella smoothing keeps the triangles from folding).
+
+    Args:
+        vertices: (V, 3) metres. faces: (F, 3) int. points: (P, 3) metres, P >= 1 (at most ``max_points``
+            of them, evenly strided, are used). iterations >= 0; step, smooth in [0, 1].
+    Returns:
+        (V, 3) float32 vertices.
+    Raises:
+        ValueError: malformed inputs or parameters out of range.
+    """
+    import scipy.sparse as sp
+    from scipy.spatial import cKDTree
+
+    v = np.asarray(vertices, dtype=np.float64).copy()
+    f = np.asarray(faces, dtype=np.int64)
+    pts = np.asarray(points, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != 3 or not np.all(np.isfinite(v)):
+        raise ValueError(f"vertices must be a finite (V, 3) array, got shape {v.shape}")
+    if f.ndim != 2 or f.shape[1] != 3 or (f.size and (f.min() < 0 or f.max() >= len(v))):
+        raise ValueError("faces must be (F, 3) indices into vertices")
+    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0 or not np.all(np.isfinite(pts)):
+        raise ValueError(f"points must be a finite non-empty (P, 3) array, got shape {pts.shape}")
+    if iterations < 0 or not (0.0 <= step <= 1.0) or not (0.0 <= smooth <= 1.0) or max_points < 1:
+        raise ValueError("need iterations >= 0, step and smooth in [0, 1], max_points >= 1")
+    pts = pts[::-(-len(pts) // max_points)]
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    e = np.concatenate([e, e[:, ::-1]])
+    adj = sp.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(v), len(v)))
+    adj.data[:] = 1.0  # duplicate edges of neighbouring faces count once
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    mean_of_neighbours = sp.diags(np.where(deg > 0, 1.0 / np.maximum(deg, 1.0), 0.0)) @ adj
+    isolated = deg == 0
+    cloud = cKDTree(pts)
+    for _ in range(iterations):
+        pull = pts[cloud.query(v)[1]] - v
+        owner = cKDTree(v).query(pts)[1]
+        count = np.bincount(owner, minlength=len(v))
+        has = count > 0
+        for k in range(3):
+            total = np.bincount(owner, weights=pts[:, k] - v[owner, k], minlength=len(v))
+            pull[has, k] += total[has] / count[has]
+        v = v + step * pull
+        smoothed = (1.0 - smooth) * v + smooth * (mean_of_neighbours @ v)
+        v = np.where(isolated[:, None], v, smoothed)
+    return v.astype(np.float32)
+
+
 def fuse_observed(surface, surface_colors, observed, observed_colors, K, depth, margin: float = 0.01):
     """The measured points plus the completed surface where the camera could not see it.
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .completion import complete_mesh, fuse_observed, rests_on, support_volume_samples
+from .completion import complete_mesh, fit_to_points, fuse_observed, rests_on, support_volume_samples
 from .crops import Crop, make_crops, stack_crops
 from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, project
 from .placement import Placement, place_mesh
@@ -71,6 +71,9 @@ class PipelineConfig:
             object resting on the table fills the space between its measured surface and the table,
             :func:`.completion.support_volume_samples`; other objects use the mesh) or "mesh" (the
             completed mesh). support_cell [m]: grid pitch and sample spacing of the support volume.
+            mesh_fit_iterations: with the support volume, the published mesh is shrink-wrapped onto the
+            object's cloud (:func:`.completion.fit_to_points`, the network's connectivity and texture kept)
+            in this many iterations; 0 = the completed network mesh as is.
             seed: sampling seed.
     Debug:
         debug_image: build the overlay. debug_renderer: "auto" (the DIB-R renderer when the predictor runs
@@ -105,6 +108,7 @@ class PipelineConfig:
     support_contact: float = 0.03
     hidden_surface: str = "support"
     support_cell: float = 0.003
+    mesh_fit_iterations: int = 5
     points_per_object: int = 2048
     add_observed_points: bool = True
     max_observed_points: int = 2048
@@ -125,7 +129,7 @@ class PipelineConfig:
                     "support_cell", "merge_gap")
         non_negative = ("color_split", "color_merge", "min_height", "min_object_size", "min_object_pixels", "crop_size",
                         "crop_padding", "default_object_size", "min_depth_points", "points_per_object",
-                        "max_observed_points", "support_contact")
+                        "max_observed_points", "support_contact", "mesh_fit_iterations")
         for name in positive + non_negative:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
@@ -510,6 +514,11 @@ class PerceptionPipeline:
                 if hidden is not None:  # already only what the camera cannot see
                     points = np.concatenate([points, obs.astype(np.float32)])
                     point_colors = np.concatenate([point_colors, obs_col])
+                    if c.mesh_fit_iterations > 0:
+                        tf = time.perf_counter()
+                        placed = fit_to_points(placed, faces, points, iterations=c.mesh_fit_iterations)
+                        t_complete += (time.perf_counter() - tf) * 1e3
+                        ts += time.perf_counter() - tf  # counted as completion, not sampling
                 else:
                     points, point_colors = fuse_observed(points, point_colors, obs, obs_col, K, depth,
                                                          c.completion_margin)

@@ -173,6 +173,9 @@ PIPELINE_PARAMETERS = (
       "objects use the mesh) or mesh (the completed mesh).", choices=("support", "mesh")),
     P("support_cell", _PC["support_cell"], "Grid pitch and sample spacing (m) of the support volume.", False,
       0.0005, 0.05),
+    P("mesh_fit_iterations", _PC["mesh_fit_iterations"], "With the support volume, the published mesh is "
+      "shrink-wrapped onto the object's cloud in this many iterations (the network's vertices, faces and "
+      "colours kept); 0 = the completed network mesh as is.", False, 0, 100),
     P("points_per_object", _PC["points_per_object"], "Points sampled on each completed mesh surface for "
       "~/points.", False, 0, 1_000_000),
     P("add_observed_points", _PC["add_observed_points"], "~/points holds each object's measured depth points "
