@@ -317,9 +317,23 @@ def test_fit_to_points_wraps_a_sphere_onto_an_ellipsoid():
     assert np.array_equal(fit_to_points(0.04 * v, f, p, iterations=0), (0.04 * v).astype(np.float32))
 
 
+def test_fit_to_points_discards_a_fit_that_collapses_the_volume():
+    """Points bunched in a 1 mm blob pull the whole sphere onto it: the fit encloses almost nothing and the
+    input mesh is returned; with the guard off the collapsed fit comes back."""
+    from dibr_ros.render.mesh import ico_sphere
+
+    v, f = (x.numpy() for x in ico_sphere(3))
+    v = (0.04 * v).astype(np.float32)
+    blob = np.random.default_rng(0).normal(scale=0.001, size=(500, 3))
+    assert np.array_equal(fit_to_points(v, f, blob), v)
+    collapsed = fit_to_points(v, f, blob, min_volume_ratio=0.0)
+    assert np.ptp(collapsed, axis=0).max() < 0.25 * np.ptp(v, axis=0).max()
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(points=np.zeros((0, 3))), "points"), (dict(points=np.full((5, 3), np.nan)), "points"),
     (dict(faces=np.array([[0, 1, 999]])), "faces"), (dict(step=1.5), "step"), (dict(iterations=-1), "iterations"),
+    (dict(min_volume_ratio=float("nan")), "min_volume_ratio"),
 ])
 def test_fit_to_points_rejects_bad_input(kwargs, match):
     from dibr_ros.render.mesh import ico_sphere

@@ -22,7 +22,8 @@ surface only where the camera could not see it (behind the measured surface, or 
 the object is taken to fill the space between its measured top surface and the table (a 2.5D height field
 over the table plane, as grasp planners commonly complete tabletop objects). From a camera looking down at
 the table it sees most of each top, so the height field fixes the back walls that a single view leaves
-to the network's guess; it cannot know the space under overhangs, which it fills.
+to the network's guess; it cannot know the space under overhangs, which it fills. :func:`fit_to_points`
+then shrink-wraps the network's mesh onto that cloud, so the mesh shown and the cloud published agree.
 """
 
 from __future__ import annotations
@@ -292,17 +293,21 @@ def support_volume_samples(observed, plane, K, depth, *, cell: float = 0.003, ma
 
 
 def fit_to_points(vertices, faces, points, *, iterations: int = 5, step: float = 0.7, smooth: float = 0.3,
-                  max_points: int = 1000) -> np.ndarray:
-    """Shrink-wrap a mesh onto a point cloud, keeping its connectivity (and so its per-vertex texture).
+                  max_points: int = 1000, min_volume_ratio: float = 0.25) -> np.ndarray:
+    """Shrink-wrap a closed mesh onto a point cloud, keeping its connectivity (and so its per-vertex texture).
 
     Each iteration moves every vertex by ``step`` times the offset to its nearest point, plus ``step`` times
     the mean offset of the points whose nearest vertex it is (the second term pulls the mesh out to parts of
     the cloud no vertex is near yet), then replaces it by ``(1 - smooth)`` itself plus ``smooth`` the mean of
-    its neighbours (umbrella smoothing keeps the triangles from folding).
+    its neighbours (umbrella smoothing keeps the triangles from folding). Where the cloud's two sides are
+    closer than the vertex spacing (a domino lying flat) both sides of the mesh snap to the same points and
+    the surface folds flat: a fit whose enclosed volume falls below ``min_volume_ratio`` of the mesh's own is
+    discarded and the input returned.
 
     Args:
-        vertices: (V, 3) metres. faces: (F, 3) int. points: (P, 3) metres, P >= 1 (at most ``max_points``
-            of them, evenly strided, are used). iterations >= 0; step, smooth in [0, 1].
+        vertices: (V, 3) metres. faces: (F, 3) int, a closed surface. points: (P, 3) metres, P >= 1 (at most
+            ``max_points`` of them, evenly strided, are used). iterations >= 0; step, smooth in [0, 1];
+            min_volume_ratio >= 0.
     Returns:
         (V, 3) float32 vertices.
     Raises:
@@ -320,8 +325,10 @@ def fit_to_points(vertices, faces, points, *, iterations: int = 5, step: float =
         raise ValueError("faces must be (F, 3) indices into vertices")
     if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0 or not np.all(np.isfinite(pts)):
         raise ValueError(f"points must be a finite non-empty (P, 3) array, got shape {pts.shape}")
-    if iterations < 0 or not (0.0 <= step <= 1.0) or not (0.0 <= smooth <= 1.0) or max_points < 1:
-        raise ValueError("need iterations >= 0, step and smooth in [0, 1], max_points >= 1")
+    if iterations < 0 or not (0.0 <= step <= 1.0) or not (0.0 <= smooth <= 1.0) or max_points < 1 \
+            or not min_volume_ratio >= 0.0:
+        raise ValueError("need iterations >= 0, step and smooth in [0, 1], max_points >= 1, "
+                         "min_volume_ratio >= 0")
     pts = pts[::-(-len(pts) // max_points)]
     e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
     e = np.concatenate([e, e[:, ::-1]])
@@ -331,6 +338,7 @@ def fit_to_points(vertices, faces, points, *, iterations: int = 5, step: float =
     mean_of_neighbours = sp.diags(np.where(deg > 0, 1.0 / np.maximum(deg, 1.0), 0.0)) @ adj
     isolated = deg == 0
     cloud = cKDTree(pts)
+    start = v.copy()
     for _ in range(iterations):
         pull = pts[cloud.query(v)[1]] - v
         owner = cKDTree(v).query(pts)[1]
@@ -342,7 +350,15 @@ def fit_to_points(vertices, faces, points, *, iterations: int = 5, step: float =
         v = v + step * pull
         smoothed = (1.0 - smooth) * v + smooth * (mean_of_neighbours @ v)
         v = np.where(isolated[:, None], v, smoothed)
+    if iterations and abs(_enclosed_volume(v, f)) < min_volume_ratio * abs(_enclosed_volume(start, f)):
+        v = start
     return v.astype(np.float32)
+
+
+def _enclosed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Signed volume (m^3) a closed triangle mesh encloses (divergence theorem)."""
+    t = vertices[faces]
+    return float(np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6.0)
 
 
 def fuse_observed(surface, surface_colors, observed, observed_colors, K, depth, margin: float = 0.01):
