@@ -292,8 +292,8 @@ def support_volume_samples(observed, plane, K, depth, *, cell: float = 0.003, ma
     return samples[~(seen | free)].astype(np.float32)
 
 
-def fit_to_points(vertices, faces, points, *, iterations: int = 5, step: float = 0.7, smooth: float = 0.3,
-                  max_points: int = 1000, min_volume_ratio: float = 0.25) -> np.ndarray:
+def fit_to_points(vertices, faces, points, *, iterations: int = 3, step: float = 0.8, smooth: float = 0.3,
+                  max_points: int = 600, min_volume_ratio: float = 0.25) -> np.ndarray:
     """Shrink-wrap a closed mesh onto a point cloud, keeping its connectivity (and so its per-vertex texture).
 
     Each iteration moves every vertex by ``step`` times the offset to its nearest point, plus ``step`` times
@@ -313,7 +313,6 @@ def fit_to_points(vertices, faces, points, *, iterations: int = 5, step: float =
     Raises:
         ValueError: malformed inputs or parameters out of range.
     """
-    import scipy.sparse as sp
     from scipy.spatial import cKDTree
 
     v = np.asarray(vertices, dtype=np.float64).copy()
@@ -330,13 +329,7 @@ def fit_to_points(vertices, faces, points, *, iterations: int = 5, step: float =
         raise ValueError("need iterations >= 0, step and smooth in [0, 1], max_points >= 1, "
                          "min_volume_ratio >= 0")
     pts = pts[::-(-len(pts) // max_points)]
-    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    e = np.concatenate([e, e[:, ::-1]])
-    adj = sp.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(v), len(v)))
-    adj.data[:] = 1.0  # duplicate edges of neighbouring faces count once
-    deg = np.asarray(adj.sum(axis=1)).ravel()
-    mean_of_neighbours = sp.diags(np.where(deg > 0, 1.0 / np.maximum(deg, 1.0), 0.0)) @ adj
-    isolated = deg == 0
+    mean_of_neighbours, isolated = _umbrella(f, len(v))
     cloud = cKDTree(pts)
     start = v.copy()
     for _ in range(iterations):
@@ -353,6 +346,28 @@ def fit_to_points(vertices, faces, points, *, iterations: int = 5, step: float =
     if iterations and abs(_enclosed_volume(v, f)) < min_volume_ratio * abs(_enclosed_volume(start, f)):
         v = start
     return v.astype(np.float32)
+
+
+#: _umbrella results by (vertex count, faces bytes): every object of a frame shares the network's faces.
+_UMBRELLA_CACHE: dict = {}
+
+
+def _umbrella(faces: np.ndarray, num_vertices: int):
+    """(V, V) sparse operator averaging each vertex's neighbours, and the (V,) mask of isolated vertices."""
+    import scipy.sparse as sp
+
+    key = (num_vertices, faces.tobytes())
+    if key not in _UMBRELLA_CACHE:
+        e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+        e = np.concatenate([e, e[:, ::-1]])
+        adj = sp.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(num_vertices, num_vertices))
+        adj.data[:] = 1.0  # an edge shared by two faces counts once
+        deg = np.asarray(adj.sum(axis=1)).ravel()
+        op = sp.diags(np.where(deg > 0, 1.0 / np.maximum(deg, 1.0), 0.0)) @ adj
+        if len(_UMBRELLA_CACHE) >= 4:
+            _UMBRELLA_CACHE.pop(next(iter(_UMBRELLA_CACHE)))
+        _UMBRELLA_CACHE[key] = (op, deg == 0)
+    return _UMBRELLA_CACHE[key]
 
 
 def _enclosed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:

@@ -108,7 +108,7 @@ class PipelineConfig:
     support_contact: float = 0.03
     hidden_surface: str = "support"
     support_cell: float = 0.003
-    mesh_fit_iterations: int = 5
+    mesh_fit_iterations: int = 3
     points_per_object: int = 2048
     add_observed_points: bool = True
     max_observed_points: int = 2048
