@@ -271,17 +271,21 @@ def test_support_volume_rejects_bad_input_and_rests_on():
     assert not rests_on(lifted[5], lifted[3], 0.03)
 
 
+def boxes_through_pipeline(**config):
+    """Three boxes resting on the table through the pipeline with a sphere 'network': [(object, true box)]."""
+    frame, objects, K, _ = S.tabletop_scene(3, seed=5, kinds=("box",))
+    pipe = PerceptionPipeline(S.SpherePredictor(), {"debug_image": False, **config})
+    res = pipe.process(frame["rgb"], K, depth=frame["depth"])
+    assert len(res.objects) == len(objects)
+    return [(o, min(objects, key=lambda b: np.linalg.norm(b.center - o.center))) for o in res.objects]
+
+
 @pytest.mark.parametrize("hidden", ["support", "mesh"])
 def test_pipeline_cloud_hidden_surface_sources(hidden):
     """Resting boxes with a sphere 'network': the support volume gives their hidden walls, the mesh source
     the sphere's back, which misses them."""
-    frame, objects, K, plane = S.tabletop_scene(3, seed=5, kinds=("box",))
-    pipe = PerceptionPipeline(S.SpherePredictor(), {"hidden_surface": hidden, "debug_image": False})
-    res = pipe.process(frame["rgb"], K, depth=frame["depth"])
-    assert len(res.objects) == len(objects)
     err = []
-    for o in res.objects:
-        ob = min(objects, key=lambda b: np.linalg.norm(b.center - o.center))
+    for o, ob in boxes_through_pipeline(hidden_surface=hidden):
         err.append(np.percentile(distance_to_shape(o.points.astype(np.float64), *ob.mesh()), 90))
         assert len(o.points) == len(o.point_colors) and np.all(np.isfinite(o.point_colors))
     if hidden == "support":
@@ -347,15 +351,10 @@ def test_fit_to_points_rejects_bad_input(kwargs, match):
 
 def test_pipeline_fits_the_published_mesh_to_the_support_cloud():
     """Boxes with a sphere 'network': wrapped onto each object's cloud, the published mesh is the box."""
-    frame, objects, K, plane = S.tabletop_scene(3, seed=5, kinds=("box",))
     err = {}
     for iterations in (0, 3):
-        pipe = PerceptionPipeline(S.SpherePredictor(), {"mesh_fit_iterations": iterations, "debug_image": False})
-        res = pipe.process(frame["rgb"], K, depth=frame["depth"])
-        assert len(res.objects) == len(objects)
         e = []
-        for o in res.objects:
-            ob = min(objects, key=lambda b: np.linalg.norm(b.center - o.center))
+        for o, ob in boxes_through_pipeline(mesh_fit_iterations=iterations):
             truth = sample_surface(*ob.mesh(), 3000, np.random.default_rng(0))
             mesh = sample_surface(o.vertices.astype(np.float64), o.faces, 3000, np.random.default_rng(1))
             # Both ways: the mesh lies on the box and covers it.
