@@ -247,3 +247,8 @@ def test_color_merge_joins_near_pieces_of_one_colour_only(gap, color_b, joined, 
     assert len(out[0].points) == len(dets[0].points) + len(dets[1].points)
     x0, y0, x1, y1 = out[0].box
     assert out[0].mask[y0:y1, x0:x1].sum() == out[0].mask.sum()
+    # A piece without depth points cannot be placed in 3D: it is never joined.
+    import dataclasses
+
+    blind = [dets[0], dataclasses.replace(dets[1], points=np.zeros((0, 3), np.float32))]
+    assert merge_by_color(blind, rgb, K, frame["depth"], threshold=0.01, gap=0.05) == blind

@@ -387,9 +387,9 @@ def split_by_color(dets, rgb, K, depth=None, *, threshold: float = 0.03, min_fra
         x0, y0, x1, y1 = det.box
         sub = det.mask[y0:y1, x0:x1]
         parts = [sub]
-        ab = chromaticity(rgb[y0:y1, x0:x1][sub])
-        if len(ab) >= 2 * min_pixels:
-            centres, which = _two_means(ab)
+        chroma = chromaticity(rgb[y0:y1, x0:x1][sub])
+        if len(chroma) >= 2 * min_pixels:
+            centres, which = _two_means(chroma)
             if np.linalg.norm(centres[0] - centres[1]) >= threshold:
                 cand = []
                 for c in (0, 1):
@@ -397,7 +397,7 @@ def split_by_color(dets, rgb, K, depth=None, *, threshold: float = 0.03, min_fra
                     part[sub] = which == c
                     count, comp, stats, _ = cv2.connectedComponentsWithStats(part.astype(np.uint8), connectivity=8)
                     size = int(part.sum())
-                    if count < 2 or size < max(min_pixels, min_fraction * len(ab)):
+                    if count < 2 or size < max(min_pixels, min_fraction * len(chroma)):
                         break
                     big = 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())
                     if stats[big, cv2.CC_STAT_AREA] < coherence * size:
@@ -432,15 +432,16 @@ def merge_by_color(dets, rgb, K, depth, *, threshold: float = 0.01, gap: float =
     """
     from scipy.spatial import cKDTree
 
-    if len(dets) < 2 or any(d.points is None or len(d.points) == 0 for d in dets):
+    if len(dets) < 2:
         return list(dets)
     rgb = check_rgb(rgb)
     chroma = []
     for det in dets:
         x0, y0, x1, y1 = det.box
         chroma.append(np.median(chromaticity(rgb[y0:y1, x0:x1][det.mask[y0:y1, x0:x1]]), axis=0))
-    lo = [d.points.min(0) for d in dets]
-    hi = [d.points.max(0) for d in dets]
+    measured = [d.points is not None and len(d.points) > 0 for d in dets]  # without depth: never joined
+    lo = [d.points.min(0) if m else None for d, m in zip(dets, measured)]
+    hi = [d.points.max(0) if m else None for d, m in zip(dets, measured)]
     trees = {}
 
     def tree(i):
@@ -449,6 +450,8 @@ def merge_by_color(dets, rgb, K, depth, *, threshold: float = 0.01, gap: float =
         return trees[i]
 
     def near(i, j):  # bounding boxes first: most pairs are far apart
+        if not (measured[i] and measured[j]):
+            return False
         if np.linalg.norm(np.maximum(0.0, np.maximum(lo[i] - hi[j], lo[j] - hi[i]))) >= gap:
             return False
         return tree(i).query(tree(j).data, distance_upper_bound=gap)[0].min() < gap
