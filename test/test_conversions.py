@@ -243,3 +243,35 @@ def test_cloud_to_numpy_foreign_layouts():
     msg.data = bytes(10)
     with pytest.raises(ValueError, match="row_step"):
         cv.cloud_to_numpy(msg)
+
+
+@pytest.mark.parametrize("bridge_ok", [True, False])
+def test_image_decoding_uses_cv_bridge_only_when_it_round_trips(monkeypatch, bridge_ok):
+    """A CvBridge (its API: ``CvBridge().imgmsg_to_cv2(msg, desired_encoding="passthrough")``) is used when
+    it decodes the probe image right; a broken one (e.g. built against another NumPy: wrong rows here) is
+    never used, and every image still decodes to the same pixels."""
+    import sys
+    import types
+
+    calls = []
+
+    class CvBridge:
+        def imgmsg_to_cv2(self, msg, desired_encoding="passthrough"):
+            assert desired_encoding == "passthrough"
+            calls.append(msg.encoding)
+            dtype, ch = cv.ENCODINGS[msg.encoding]
+            rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+            out = rows[:, : msg.width * ch * dtype.itemsize].copy().view(dtype)
+            out = out.reshape(msg.height, msg.width, ch) if ch > 1 else out.reshape(msg.height, msg.width)
+            return out if bridge_ok else out[::-1]
+
+    monkeypatch.setitem(sys.modules, "cv_bridge", types.SimpleNamespace(CvBridge=CvBridge))
+    monkeypatch.setattr(cv, "_BRIDGE", None)
+    monkeypatch.setattr(cv, "_BRIDGE_PROBED", False)
+    for encoding in ("rgb8", "32FC1", "16UC1"):
+        img = _random_image(encoding)
+        back = cv.image_to_numpy(cv.numpy_to_image(img, encoding, _header()))
+        assert back.dtype == img.dtype and np.array_equal(back, img)
+    assert (cv._BRIDGE is not None) == bridge_ok
+    # The probe runs once; a working bridge then decodes every image, a broken one none.
+    assert calls == ["rgb8"] + (["rgb8", "32FC1", "16UC1"] if bridge_ok else [])

@@ -92,6 +92,118 @@ def test_stamp_matcher_queue_bound_and_single_stream():
         single.add("depth", _stamped(3))
 
 
+def _fake_message_filters(made):
+    """A stand-in for message_filters with its documented Python API: ``SimpleFilter`` (``registerCallback``,
+    ``signalMessage``), ``TimeSynchronizer(fs, queue_size)`` and ``ApproximateTimeSynchronizer(fs,
+    queue_size, slop)``, which call their callbacks synchronously with one message per input."""
+    import types
+
+    from dibr_ros.ros.sync import stamp_ns
+
+    class SimpleFilter:
+        def __init__(self):
+            self.callbacks = []
+
+        def registerCallback(self, cb, *args):
+            self.callbacks.append((cb, args))
+
+        def signalMessage(self, *msg):
+            for cb, args in self.callbacks:
+                cb(*(msg + args))
+
+    class TimeSynchronizer(SimpleFilter):
+        def __init__(self, fs, queue_size, slop=0.0):
+            super().__init__()
+            made.append((type(self).__name__, queue_size, slop))
+            self.latest = [None] * len(fs)
+            self.slop_ns = int(slop * 1e9)
+            for i, f in enumerate(fs):
+                f.registerCallback(self._add, i)
+
+        def _add(self, msg, i):
+            self.latest[i] = msg
+            if all(m is not None for m in self.latest):
+                stamps = [stamp_ns(m) for m in self.latest]
+                if max(stamps) - min(stamps) <= self.slop_ns:
+                    out, self.latest = tuple(self.latest), [None] * len(self.latest)
+                    self.signalMessage(*out)
+
+    class ApproximateTimeSynchronizer(TimeSynchronizer):
+        pass
+
+    return types.SimpleNamespace(SimpleFilter=SimpleFilter, TimeSynchronizer=TimeSynchronizer,
+                                 ApproximateTimeSynchronizer=ApproximateTimeSynchronizer)
+
+
+def test_make_matcher_uses_message_filters_when_importable(monkeypatch):
+    import sys
+
+    from dibr_ros.ros.sync import make_matcher
+
+    made = []
+    monkeypatch.setitem(sys.modules, "message_filters", _fake_message_filters(made))
+    m = make_matcher(["image", "depth"], slop=0.02, exact=False, queue_size=4)
+    assert type(m).__name__ == "_MessageFiltersMatcher" and made == [("ApproximateTimeSynchronizer", 4, 0.02)]
+    assert m.add("image", _stamped(1, 0, tag="i")) is None
+    out = m.add("depth", _stamped(1, 10_000_000, tag="d"))  # 10 ms off: within slop
+    assert [x.header.frame_id for x in out] == ["i", "d"]
+    assert m.add("depth", _stamped(2, tag="d2")) is None  # the set was consumed
+    with pytest.raises(ValueError, match="unknown stream"):
+        m.add("mask", _stamped(2))
+    exact = make_matcher(["image", "depth"], slop=0.02, exact=True, queue_size=3)
+    assert made[-1] == ("TimeSynchronizer", 3, 0.0)
+    exact.add("depth", _stamped(5, 1))
+    assert exact.add("image", _stamped(5, 2)) is None  # 1 ns apart is not exact
+    # Asked not to, or alone, or without the package: the built-in matcher.
+    assert isinstance(make_matcher(["image", "depth"], 0.02, False, 4, use_message_filters=False), StampMatcher)
+    assert isinstance(make_matcher(["image"], 0.02, False, 4), StampMatcher)
+    monkeypatch.setitem(sys.modules, "message_filters", None)  # import raises ImportError
+    assert isinstance(make_matcher(["image", "depth"], 0.02, False, 4), StampMatcher)
+
+
+def test_diagnostic_updater_reports_the_pipeline_status_when_importable(monkeypatch):
+    """With diagnostic_updater (its documented API: ``Updater(node, period)``, ``setHardwareID``,
+    ``add(name, fn)``, ``fn(stat)`` filling ``stat.summary`` / ``stat.add``) the node's status goes through
+    it; without the package the node keeps its own /diagnostics publisher (``_make_updater`` -> None)."""
+    import types
+
+    from dibr_ros.ros.diagnostics import NodeStats
+    from dibr_ros.ros.perception_node import PerceptionNode
+
+    class Updater:
+        def __init__(self, node, period=1.0):
+            self.node, self.period, self.tasks, self.hardware_id = node, period, {}, None
+
+        def setHardwareID(self, hwid):
+            self.hardware_id = hwid
+
+        def add(self, name, fn):
+            self.tasks[name] = fn
+
+    class Stat:
+        def __init__(self):
+            self.level, self.message, self.values = None, None, {}
+
+        def summary(self, level, message):
+            self.level, self.message = level, message
+
+        def add(self, key, value):
+            self.values[key] = value
+
+    stats = NodeStats()
+    stats.count("processed", 3)
+    node = types.SimpleNamespace(p={"diagnostic_period": 2.5}, device="cpu", stats=stats)
+    monkeypatch.setitem(sys.modules, "diagnostic_updater", types.SimpleNamespace(Updater=Updater))
+    updater = PerceptionNode._make_updater(node)
+    assert updater.node is node and updater.period == 2.5 and updater.hardware_id == "cpu"
+    stat = updater.tasks["pipeline"](Stat())
+    expected = stats.status("pipeline", "cpu")
+    assert (stat.level, stat.message) == (expected.level, expected.message) == (expected.WARN, "no image for 5 s")
+    assert stat.values["frames_processed"] == "3" and stat.values.keys() == {kv.key for kv in expected.values}
+    monkeypatch.setitem(sys.modules, "diagnostic_updater", None)
+    assert PerceptionNode._make_updater(node) is None
+
+
 def test_latest_slot_keeps_newest_and_counts_drops():
     slot = LatestSlot()
     assert slot.take(timeout=0.01) is None
