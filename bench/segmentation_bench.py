@@ -23,6 +23,7 @@ a pair needs IoU > 0.1). Per set:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import sys
@@ -36,11 +37,11 @@ sys.path.insert(0, REPO)
 from e2e_bench import machine  # noqa: E402  (bench/ is this script's directory)
 
 from dibr_ros.demo import shape_metrics  # noqa: E402
-from dibr_ros.perception.pipeline import PipelineConfig  # noqa: E402
-from dibr_ros.perception.segmentation import merge_by_color, segment_depth, split_by_color  # noqa: E402
+from dibr_ros.perception.pipeline import PipelineConfig, segment_rgbd  # noqa: E402
 
 #: The shipped PipelineConfig's depth-segmentation settings (what the node runs), printed with each result.
 CONFIG = PipelineConfig()
+NO_COLOUR = dataclasses.replace(CONFIG, color_split=0.0, color_merge=0.0)
 PARAMS = CONFIG.depth_segmentation_kwargs()
 MIN_VISIBLE_PX = 100
 MIN_IOU = 0.1
@@ -81,17 +82,6 @@ def frames(split: str, seeds, cache: str | None):
         yield from out
 
 
-def segment(rgb, depth, K, params: dict, colour: bool):
-    """``segment_depth``, then (``colour``) the pipeline's colour split and merge with its defaults."""
-    dets = segment_depth(depth, K, **params)
-    if colour:
-        dets = split_by_color(dets, rgb, K, depth, threshold=CONFIG.color_split,
-                              min_pixels=params["min_pixels"], max_objects=params["max_objects"])
-        dets = merge_by_color(dets, rgb, K, depth, threshold=CONFIG.color_merge, gap=CONFIG.merge_gap,
-                              max_objects=params["max_objects"])
-    return dets
-
-
 def evaluate(split: str, seeds, cache: str | None, noise_mm: float = 0.0, params: dict | None = None,
              seed: int = 0, colour: bool = False) -> tuple[dict, list[str]]:
     from scipy.optimize import linear_sum_assignment
@@ -109,7 +99,7 @@ def evaluate(split: str, seeds, cache: str | None, noise_mm: float = 0.0, params
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
-            dets = segment(rgb, depth, K, params or PARAMS, colour)
+            dets = segment_rgbd(rgb, K, depth, CONFIG if colour else NO_COLOUR, params or PARAMS)[0]
             times.append((time.perf_counter() - t0) * 1e3)
         acc["ms"].append(min(times))
         vis = [o for o in objs if (labels == o[0]).sum() >= MIN_VISIBLE_PX]

@@ -329,7 +329,7 @@ def fit_to_points(vertices, faces, points, *, iterations: int = 3, step: float =
         raise ValueError("need iterations >= 0, step and smooth in [0, 1], max_points >= 1, "
                          "min_volume_ratio >= 0")
     pts = pts[::-(-len(pts) // max_points)]
-    mean_of_neighbours, isolated = _umbrella(f, len(v))
+    laplacian = _laplacian(f, len(v))
     cloud = cKDTree(pts)
     start = v.copy()
     for _ in range(iterations):
@@ -341,33 +341,32 @@ def fit_to_points(vertices, faces, points, *, iterations: int = 3, step: float =
             total = np.bincount(owner, weights=pts[:, k] - v[owner, k], minlength=len(v))
             pull[has, k] += total[has] / count[has]
         v = v + step * pull
-        smoothed = (1.0 - smooth) * v + smooth * (mean_of_neighbours @ v)
-        v = np.where(isolated[:, None], v, smoothed)
+        v = v - smooth * (laplacian @ v)  # isolated vertices have an all-zero row: they stay
     if iterations and abs(_enclosed_volume(v, f)) < min_volume_ratio * abs(_enclosed_volume(start, f)):
         v = start
     return v.astype(np.float32)
 
 
-#: _umbrella results by (vertex count, faces bytes): every object of a frame shares the network's faces.
-_UMBRELLA_CACHE: dict = {}
+#: _laplacian results by (vertex count, faces bytes): every object of a frame shares the network's faces.
+_LAPLACIAN_CACHE: dict = {}
 
 
-def _umbrella(faces: np.ndarray, num_vertices: int):
-    """(V, V) sparse operator averaging each vertex's neighbours, and the (V,) mask of isolated vertices."""
+def _laplacian(faces: np.ndarray, num_vertices: int):
+    """:func:`dibr_ros.render.mesh.uniform_laplacian` of ``faces`` as a (V, V) scipy CSR matrix."""
     import scipy.sparse as sp
+    import torch
+
+    from ..render.mesh import uniform_laplacian
 
     key = (num_vertices, faces.tobytes())
-    if key not in _UMBRELLA_CACHE:
-        e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-        e = np.concatenate([e, e[:, ::-1]])
-        adj = sp.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(num_vertices, num_vertices))
-        adj.data[:] = 1.0  # an edge shared by two faces counts once
-        deg = np.asarray(adj.sum(axis=1)).ravel()
-        op = sp.diags(np.where(deg > 0, 1.0 / np.maximum(deg, 1.0), 0.0)) @ adj
-        if len(_UMBRELLA_CACHE) >= 4:
-            _UMBRELLA_CACHE.pop(next(iter(_UMBRELLA_CACHE)))
-        _UMBRELLA_CACHE[key] = (op, deg == 0)
-    return _UMBRELLA_CACHE[key]
+    if key not in _LAPLACIAN_CACHE:
+        L = uniform_laplacian(num_vertices, torch.from_numpy(faces), dtype=torch.float64)
+        idx = L.indices().numpy()
+        op = sp.csr_matrix((L.values().numpy(), (idx[0], idx[1])), shape=(num_vertices, num_vertices))
+        if len(_LAPLACIAN_CACHE) >= 4:
+            _LAPLACIAN_CACHE.pop(next(iter(_LAPLACIAN_CACHE)))
+        _LAPLACIAN_CACHE[key] = op
+    return _LAPLACIAN_CACHE[key]
 
 
 def _enclosed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:

@@ -169,6 +169,26 @@ class PipelineConfig:
         return cls(**values)
 
 
+def segment_rgbd(rgb, K, depth, config: PipelineConfig, depth_kwargs: dict | None = None):
+    """Depth segmentation as the pipeline runs it: :func:`.segmentation.segment_depth` with ``config``'s
+    settings (``depth_kwargs`` instead, when given), then the colour split of touching objects and the merge
+    of one object's pieces (``config.color_split``, ``color_merge``, ``merge_gap``; 0 = off).
+
+    Returns:
+        (detections, table plane ``(n, d)`` or None).
+    """
+    c = config
+    kwargs = c.depth_segmentation_kwargs() if depth_kwargs is None else depth_kwargs
+    dets, plane = segment_depth(depth, K, **kwargs, return_plane=True)
+    if c.color_split > 0:
+        dets = split_by_color(dets, rgb, K, depth, threshold=c.color_split, min_pixels=kwargs["min_pixels"],
+                              max_objects=kwargs["max_objects"])
+    if c.color_merge > 0:
+        dets = merge_by_color(dets, rgb, K, depth, threshold=c.color_merge, gap=c.merge_gap,
+                              max_objects=kwargs["max_objects"])
+    return dets, plane
+
+
 @dataclass
 class ObjectResult:
     """One reconstructed object in the camera optical frame (metres).
@@ -330,13 +350,7 @@ class PerceptionPipeline:
         elif mode == "depth":
             if depth is None:
                 raise ValueError("segmentation 'depth' needs a depth image")
-            dets, plane = segment_depth(depth, K, **c.depth_segmentation_kwargs(), return_plane=True)
-            if c.color_split > 0:
-                dets = split_by_color(dets, rgb, K, depth, threshold=c.color_split, min_pixels=c.min_object_pixels,
-                                      max_objects=c.max_objects)
-            if c.color_merge > 0:
-                dets = merge_by_color(dets, rgb, K, depth, threshold=c.color_merge, gap=c.merge_gap,
-                                      max_objects=c.max_objects)
+            dets, plane = segment_rgbd(rgb, K, depth, c)
         else:
             dets = segment_color(rgb, stride=c.color_stride, color_threshold=c.color_threshold,
                                  min_pixels=c.min_object_pixels, max_area_fraction=c.max_area_fraction,
@@ -488,7 +502,8 @@ class PerceptionPipeline:
             # Observed points exist only with depth (the detections back-project it).
             observed = c.add_observed_points and det.points is not None and len(det.points) > 0
             hidden = None
-            if observed and c.hidden_surface == "support" and plane is not None and depth is not None \
+            # (a plane is only found with depth)
+            if observed and c.hidden_surface == "support" and plane is not None \
                     and rests_on(det.points, plane, c.support_contact):
                 try:
                     hidden = support_volume_samples(det.points, plane, K, depth, cell=c.support_cell,
@@ -514,20 +529,19 @@ class PerceptionPipeline:
                 if hidden is not None:  # already only what the camera cannot see
                     points = np.concatenate([points, obs.astype(np.float32)])
                     point_colors = np.concatenate([point_colors, obs_col])
-                    if c.mesh_fit_iterations > 0:
-                        tf = time.perf_counter()
-                        placed = fit_to_points(placed, faces, points, iterations=c.mesh_fit_iterations)
-                        t_complete += (time.perf_counter() - tf) * 1e3
-                        ts += time.perf_counter() - tf  # counted as completion, not sampling
                 else:
                     points, point_colors = fuse_observed(points, point_colors, obs, obs_col, K, depth,
                                                          c.completion_margin)
+            t_sample += (time.perf_counter() - ts) * 1e3
+            if hidden is not None and c.mesh_fit_iterations > 0:  # the cloud holds the observed points too
+                ts = time.perf_counter()
+                placed = fit_to_points(placed, faces, points, iterations=c.mesh_fit_iterations)
+                t_complete += (time.perf_counter() - ts) * 1e3
             objects.append(ObjectResult(
                 vertices=placed, faces=faces, colors=vcol,
                 points=points, point_colors=point_colors, detection=det, scale_m=placement.scale,
                 center=center, placement=placement, crop=crop,
                 instance=int(det.label) if 0 < det.label < 2**31 else i + 1, completed=completed))
-            t_sample += (time.perf_counter() - ts) * 1e3
         return objects, warnings, t_place, t_complete, t_sample
 
     @property

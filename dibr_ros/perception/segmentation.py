@@ -430,6 +430,8 @@ def merge_by_color(dets, rgb, K, depth, *, threshold: float = 0.01, gap: float =
     Returns:
         detections, largest first, relabelled 1..N when any were joined (else ``dets`` unchanged).
     """
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
     if len(dets) < 2:
@@ -456,25 +458,16 @@ def merge_by_color(dets, rgb, K, depth, *, threshold: float = 0.01, gap: float =
             return False
         return tree(i).query(tree(j).data, distance_upper_bound=gap)[0].min() < gap
 
-    root = list(range(len(dets)))
-
-    def find(i):
-        while root[i] != i:
-            root[i] = root[root[i]]
-            i = root[i]
-        return i
-
-    for i in range(len(dets)):
-        for j in range(i + 1, len(dets)):
-            if find(i) != find(j) and np.linalg.norm(chroma[i] - chroma[j]) < threshold and near(i, j):
-                root[find(j)] = find(i)
-    groups = {}
-    for i in range(len(dets)):
-        groups.setdefault(find(i), []).append(i)
-    if len(groups) == len(dets):
+    joined = [(i, j) for i in range(len(dets)) for j in range(i + 1, len(dets))
+              if np.linalg.norm(chroma[i] - chroma[j]) < threshold and near(i, j)]
+    if not joined:
         return list(dets)
+    pairs = np.array(joined).T
+    graph = sp.coo_matrix((np.ones(pairs.shape[1]), (pairs[0], pairs[1])), shape=(len(dets), len(dets)))
+    count, group = connected_components(graph, directed=False)
+    groups = [np.flatnonzero(group == g) for g in range(count)]
     items = []
-    for members in groups.values():
+    for members in groups:
         x0 = min(dets[i].box[0] for i in members)
         y0 = min(dets[i].box[1] for i in members)
         x1 = max(dets[i].box[2] for i in members)
