@@ -7,6 +7,10 @@ Names and splits (fixed by object id, DESIGN §6):
 - ``prim_<kind>_NNN`` (procedural, kind in :data:`PRIMITIVE_KINDS`, NNN < :data:`PRIMITIVES_PER_KIND`): "train".
   The shape is drawn by :func:`primitive` from a generator seeded by (kind, NNN), so a name is a fixed mesh.
 - named pybullet_data objects (:data:`NAMED_OBJECTS`: mug, duck, teddy, ...): "ood" (never trained on).
+- ``hh_<kind>_NNN`` (procedural household objects of :mod:`dibr_ros.data.household`, upright, z up):
+  "hh_train" / "hh_val" / "hh_test" by NNN.
+
+A split argument may join splits with "+" ("train+hh_train").
 
 Every :class:`ObjectMesh` is normalised: bounding-box centre at the origin, bounding-sphere radius (max
 vertex distance from that centre) 1; ``scale_m`` is that radius in metres in the original URDF scale.
@@ -28,7 +32,7 @@ from .meshio import clean_mesh, parse_urdf, read_obj
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test", "ood")
+SPLITS = ("train", "val", "test", "ood", "hh_train", "hh_val", "hh_test")
 PRIMITIVE_KINDS = ("box", "cylinder", "capsule", "cone", "ellipsoid", "superquadric")
 PRIMITIVES_PER_KIND = 40
 #: Bumped whenever loading/cleaning changes what a name yields (invalidates the cache).
@@ -104,14 +108,25 @@ def split_of(name: str) -> str:
             return "train"
     elif name in NAMED_OBJECTS:
         return "ood"
+    elif name.startswith("hh_"):
+        from .household import household_split, parse_name
+
+        return household_split(parse_name(name)[1])
     raise ValueError(f"unknown object name {name!r}")
 
 
 @functools.lru_cache(maxsize=8)
 def list_objects(split: str) -> list[str]:
-    """Names of the objects of a split ("train", "val", "test", "ood"), sorted; ood lists those that load."""
+    """Names of the objects of a split (one of :data:`SPLITS`, or several joined by "+"), sorted within each
+    split; ood lists those that load."""
+    if "+" in split:
+        return [n for part in split.split("+") for n in list_objects(part)]
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ValueError(f"split must be one of {SPLITS} (or several joined by '+'), got {split!r}")
+    if split.startswith("hh_"):
+        from .household import household_names
+
+        return household_names(split)
     if split == "ood":
         names = []
         for name in NAMED_OBJECTS:
@@ -275,7 +290,15 @@ def load_object(name: str) -> ObjectMesh:
                                   float(z["scale_m"]), str(z["source"]))
         except (OSError, ValueError, KeyError) as e:
             log.warning("ignoring unreadable cache %s: %s", path, e)
-    obj = _primitive_by_name(name) if name.startswith("prim_") else _load_file_object(name)
+    if name.startswith("prim_"):
+        obj = _primitive_by_name(name)
+    elif name.startswith("hh_"):
+        from .household import household_by_name
+
+        v, f, c = household_by_name(name)
+        obj = _finish(name, v, f, c, 1.0, f"procedural:household:{name.split('_', 1)[1].rpartition('_')[0]}")
+    else:
+        obj = _load_file_object(name)
     tmp = f"{path}.{os.getpid()}.tmp.npz"
     np.savez(tmp, vertices=obj.vertices, faces=obj.faces, colors=obj.colors,
              scale_m=np.float64(obj.scale_m), source=np.str_(obj.source))

@@ -24,10 +24,12 @@ from torch import nn
 from dibr_ros.render.mesh import ico_sphere
 from dibr_ros.render.shading import sh9_basis
 
-__all__ = ["DEFAULT_CONFIG", "DIBRNet", "build_network", "normalize_vertices", "network_config"]
+__all__ = ["DEFAULT_CONFIG", "DIBRNet", "build_network", "checkpoint_network_config", "expand_input_channels",
+           "normalize_vertices", "network_config"]
 
 DEFAULT_CONFIG: dict = {
     "input_size": 64,  # crop side in pixels the network sees
+    "in_channels": 6,  # 6: RGB-D (see dibr_ros.model.inputs); 4: RGB only (checkpoints before RGB-D)
     "template_level": 3,  # ico-sphere subdivisions: 3 -> 642 V / 1280 F
     "enc_channels": [32, 64, 128, 256],  # k5 s2 convs: 64 -> 32 -> 16 -> 8 -> 4
     "latent_dim": 256,
@@ -48,6 +50,28 @@ def network_config(config: dict | None = None) -> dict:
             out[k] = list(v) if isinstance(v, (list, tuple)) else v
     if int(out["input_size"]) % 16 != 0 or int(out["input_size"]) < 16:
         raise ValueError(f"input_size must be a positive multiple of 16, got {out['input_size']}")
+    if int(out["in_channels"]) not in (4, 6):
+        raise ValueError(f"in_channels must be 4 (RGB + mask) or 6 (RGB + mask + depth + validity), "
+                         f"got {out['in_channels']}")
+    return out
+
+
+def checkpoint_network_config(config: dict) -> dict:
+    """Network config of a saved checkpoint: those written before RGB-D input have no ``in_channels`` and
+    are RGB-only (4 channels)."""
+    return network_config({"in_channels": 4, **(config or {})})
+
+
+def expand_input_channels(state_dict: dict, in_channels: int) -> dict:
+    """A 4-channel (RGB-only) state_dict widened to ``in_channels`` inputs: the new channels' first-layer
+    weights start at zero, so the widened network computes exactly what the old one did (warm start)."""
+    w = state_dict["conv.0.weight"]
+    if w.shape[1] == in_channels:
+        return state_dict
+    if w.shape[1] > in_channels:
+        raise ValueError(f"cannot narrow a {w.shape[1]}-channel network to {in_channels} channels")
+    out = dict(state_dict)
+    out["conv.0.weight"] = torch.cat([w, w.new_zeros(w.shape[0], in_channels - w.shape[1], *w.shape[2:])], 1)
     return out
 
 
@@ -79,7 +103,8 @@ class _ResBlockFC(nn.Module):
 class DIBRNet(nn.Module):
     """Single-view mesh predictor.
 
-    forward(image (B, 4, S, S) float: RGB multiplied by the mask, then the mask, all in [0, 1]) -> dict:
+    forward(image (B, C, S, S) float, C = config["in_channels"]: RGB multiplied by the mask, the mask, and
+    for C = 6 the normalised depth and its validity (:func:`dibr_ros.model.inputs.network_input`)) -> dict:
       vertices (B, V, 3) view frame, unit bounding sphere; offsets (B, V, 3) = residual_scale * offset
       (before re-normalisation, what the Laplacian regulariser sees); colors (B, V, 3) albedo in [0, 1];
       sh (B, 9) grey SH9 lighting in the view frame (convention of dibr_ros.render.shading.sh9_basis).
@@ -92,7 +117,7 @@ class DIBRNet(nn.Module):
         self.config = cfg
         size = int(cfg["input_size"])
         groups = int(cfg["groups"])
-        chans = [4] + [int(c) for c in cfg["enc_channels"]]
+        chans = [int(cfg["in_channels"])] + [int(c) for c in cfg["enc_channels"]]
         layers: list[nn.Module] = []
         for cin, cout in zip(chans[:-1], chans[1:]):
             layers += [nn.Conv2d(cin, cout, 5, stride=2, padding=2), nn.GroupNorm(groups, cout), nn.ReLU(True)]
@@ -131,14 +156,19 @@ class DIBRNet(nn.Module):
     def input_size(self) -> int:
         return int(self.config["input_size"])
 
+    @property
+    def in_channels(self) -> int:
+        return int(self.config["in_channels"])
+
+    @property
+    def uses_depth(self) -> bool:
+        return self.in_channels == 6
+
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """image (B, 4, S, S) in [0, 1] -> latent (B, latent_dim)."""
-        if image.dim() != 4 or image.shape[1] != 4 or image.shape[2] != self.input_size or (
-            image.shape[3] != self.input_size
-        ):
-            raise ValueError(
-                f"image must be (B, 4, {self.input_size}, {self.input_size}), got {tuple(image.shape)}"
-            )
+        """image (B, C, S, S) -> latent (B, latent_dim)."""
+        c, s = self.in_channels, self.input_size
+        if image.dim() != 4 or image.shape[1] != c or image.shape[2] != s or image.shape[3] != s:
+            raise ValueError(f"image must be (B, {c}, {s}, {s}), got {tuple(image.shape)}")
         return self.fc(self.conv(image - 0.5))
 
     def _point_features(self) -> torch.Tensor:

@@ -4,6 +4,11 @@ Preprocessing (the framing the network was trained on): the mask's bounding box 
 ``crop_scale`` times its longer side centred on it (zero padded where it leaves the crop), resized with an
 antialiased bilinear filter to ``input_size``; the resized mask is thresholded at 0.5 and the colours are
 un-premultiplied inside it, zero outside. Crops of different sizes can be mixed in one call.
+
+Depth (RGB-D networks, optional per call): the aligned depth crop goes through the same framing, averaged
+over its valid pixels only (a missing pixel never blends into its neighbours), then is normalised around the
+object's own depth (:mod:`dibr_ros.model.inputs`). Without depth, or with a 4-channel (RGB-only) checkpoint,
+the network sees colour and mask only.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from dibr_ros.model.checkpoint import CheckpointError, load_checkpoint
-from dibr_ros.model.network import DIBRNet, network_config
+from dibr_ros.model.inputs import normalize_depth
+from dibr_ros.model.network import DIBRNet, checkpoint_network_config, network_config
 
 __all__ = ["PredictedMeshes", "Predictor", "default_weights_path", "resolve_device", "crop_box"]
 
@@ -116,7 +122,7 @@ class Predictor:
         """
         dev = resolve_device(device)
         config, state, meta = load_checkpoint(default_weights_path() if path is None else path)
-        net = DIBRNet(config)
+        net = DIBRNet(checkpoint_network_config(config))
         try:
             net.load_state_dict(state)
         except RuntimeError as e:
@@ -133,17 +139,36 @@ class Predictor:
             torch.manual_seed(seed)
             return cls(DIBRNet(network_config(config)), dev)
 
-    def preprocess(self, rgb, mask) -> torch.Tensor:
-        """Crops -> network input (N, 4, S, S) float32 on the predictor's device (see module docstring).
+    @property
+    def uses_depth(self) -> bool:
+        """True when the network takes depth (RGB-D checkpoint)."""
+        return self.network.uses_depth
+
+    def preprocess(self, rgb, mask, depth=None, focal=None) -> torch.Tensor:
+        """Crops -> network input (N, C, S, S) float32 on the predictor's device (see module docstring).
 
         rgb: (N, h, w, 3) uint8 (or float in [0, 1]) numpy/torch, or a list of (h_i, w_i, 3);
-        mask: (N, h, w) bool (or 0/1 numbers), or a list of (h_i, w_i).
+        mask: (N, h, w) bool (or 0/1 numbers), or a list of (h_i, w_i);
+        depth: None, or (N, h, w) / a list of (h_i, w_i) (None items allowed) along the optical axis, float
+        metres (any unit: it is normalised) or uint16 millimetres, 0 / non-finite where missing;
+        focal: focal length in pixels of the crops (scalar or (N,)), needed with depth.
         """
         rgbs, masks = _as_list(rgb, "rgb", 4), _as_list(mask, "mask", 3)
         if len(rgbs) != len(masks):
             raise ValueError(f"got {len(rgbs)} rgb crops but {len(masks)} masks")
+        depths = [None] * len(rgbs)
+        use_depth = self.uses_depth and depth is not None
+        if use_depth:
+            depths = list(depth) if isinstance(depth, (list, tuple)) else _as_list(depth, "depth", 3)
+            if len(depths) != len(rgbs):
+                raise ValueError(f"got {len(rgbs)} rgb crops but {len(depths)} depth crops")
+            if focal is None:
+                raise ValueError("depth crops need focal= (focal length of the crops in pixels)")
+            focals = np.broadcast_to(np.asarray(focal, dtype=np.float64).reshape(-1), (len(rgbs),))
+            if not (np.isfinite(focals) & (focals > 0)).all():
+                raise ValueError(f"focal must be finite and > 0, got {focal}")
         size, dev = self.input_size, self._device
-        out = []
+        out, dout, scale = [], [], []
         for i, (im, m) in enumerate(zip(rgbs, masks)):
             if im.shape[-1] != 3 or tuple(im.shape[:2]) != tuple(m.shape):
                 raise ValueError(f"crop {i}: rgb {tuple(im.shape)} and mask {tuple(m.shape)} do not match "
@@ -172,16 +197,50 @@ class Predictor:
             x = F.pad(x, (sx0 - bx, bx + s - sx1, sy0 - by, by + s - sy1))
             out.append(F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=s > size,
                                      align_corners=False))
+            if use_depth:
+                dout.append(self._depth_crop(depths[i], i, mh.shape, (sx0, sy0, sx1, sy1), (bx, by, s)))
+                scale.append(float(focals[i]) * size / s)  # focal of the resized crop
         x = torch.cat(out, 0)
         alpha = x[:, 3:]
         hard = (alpha > 0.5).float()
         rgb_in = (x[:, :3] / alpha.clamp_min(1e-3)).clamp(0.0, 1.0) * hard
-        return torch.cat([rgb_in, hard], dim=1)
+        if not self.uses_depth:
+            return torch.cat([rgb_in, hard], dim=1)
+        if not use_depth:
+            return torch.cat([rgb_in, hard, torch.zeros_like(hard), torch.zeros_like(hard)], dim=1)
+        d = torch.cat(dout, 0)  # (N, 2, S, S): depth * weight, weight
+        valid = (d[:, 1] > 0.5) & (hard[:, 0] > 0)
+        z = d[:, 0] / d[:, 1].clamp_min(1e-6)
+        zn = normalize_depth(z, valid, torch.tensor(scale, device=dev))
+        return torch.cat([rgb_in, hard, zn[:, None], valid[:, None].float()], dim=1)
 
-    def predict(self, rgb, mask) -> PredictedMeshes:
-        """Crops + masks -> PredictedMeshes (N meshes). See :meth:`preprocess` for the accepted inputs."""
+    def _depth_crop(self, depth, i: int, shape, src, box) -> torch.Tensor:
+        """One depth crop framed like its rgb -> (1, 2, S, S): resized depth * validity, resized validity."""
+        size, dev = self.input_size, self._device
+        sx0, sy0, sx1, sy1 = src
+        bx, by, s = box
+        if depth is None:
+            return torch.zeros(1, 2, size, size, device=dev)
+        if tuple(depth.shape) != tuple(shape):
+            raise ValueError(f"crop {i}: depth {tuple(depth.shape)} does not match its mask {tuple(shape)}")
+        dt = depth[sy0:sy1, sx0:sx1]
+        dt = torch.from_numpy(np.ascontiguousarray(dt)) if isinstance(dt, np.ndarray) else dt
+        if dt.dtype == torch.uint16 or dt.dtype == torch.int32 or dt.dtype == torch.int16:
+            dt = dt.to(torch.int32).float() * 1e-3  # millimetres (16UC1) -> metres
+        elif not dt.is_floating_point():
+            raise TypeError(f"crop {i}: depth must be float (metres) or uint16 (millimetres), got {dt.dtype}")
+        dt = dt.to(dev).float()
+        ok = (torch.isfinite(dt) & (dt > 0)).float()
+        dt = torch.where(ok > 0, dt, torch.zeros_like(dt))
+        x = torch.stack([dt * ok, ok])
+        x = F.pad(x, (sx0 - bx, bx + s - sx1, sy0 - by, by + s - sy1))
+        return F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=s > size, align_corners=False)
+
+    def predict(self, rgb, mask, depth=None, focal=None) -> PredictedMeshes:
+        """Crops + masks (+ optional aligned depth crops and their focal length in pixels) -> PredictedMeshes
+        (N meshes). See :meth:`preprocess` for the accepted inputs; depth is ignored by RGB-only networks."""
         with torch.inference_mode():
-            x = self.preprocess(rgb, mask)
+            x = self.preprocess(rgb, mask, depth, focal)
             out = self.network(x)
         return PredictedMeshes(vertices=out["vertices"], faces=self.network.faces, colors=out["colors"],
                                sh=out["sh"], device=self.device)

@@ -13,6 +13,7 @@ import warnings
 
 import torch
 
+from dibr_ros.model.inputs import network_input
 from dibr_ros.model.rendering import crop_intrinsics, project_pixels, render_faces
 from dibr_ros.render.shading import sh9_basis
 
@@ -41,13 +42,6 @@ def load_objects(split: str, count: int | None = None, names: list[str] | None =
     if not objs:
         raise ValueError(f"no loadable objects for split {split!r}")
     return pack_objects(objs)
-
-
-def network_input(rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """rgb (..., S, S, 3), mask (..., S, S) -> network input (N, 4, S, S): colour times mask, then mask."""
-    s = mask.shape[-1]
-    x = torch.cat([rgb * mask[..., None], mask[..., None]], -1).reshape(-1, s, s, 4)
-    return x.permute(0, 3, 1, 2).contiguous()
 
 
 class CropSampler:

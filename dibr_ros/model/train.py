@@ -28,9 +28,10 @@ import time
 import torch
 
 from dibr_ros.model.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
+from dibr_ros.model.inputs import depth_dropout, network_input
 from dibr_ros.model.losses import DEFAULT_WEIGHTS, DIBRLoss
-from dibr_ros.model.network import DIBRNet, network_config
-from dibr_ros.model.sampling import CropSampler, load_objects, network_input
+from dibr_ros.model.network import DIBRNet, checkpoint_network_config, expand_input_channels, network_config
+from dibr_ros.model.sampling import CropSampler, load_objects
 
 __all__ = ["TRAIN_DEFAULTS", "Trainer", "export_checkpoint", "load_config", "main", "make_config", "run"]
 
@@ -68,6 +69,9 @@ TRAIN_DEFAULTS: dict = {
     "progress": True,
     "network": {},
     "init_from": None,  # model checkpoint to start from (fine-tuning; fresh optimizer), ignored when resuming
+    # RGB-D networks: per-image probabilities of no depth / holes / a missing region (inputs.depth_dropout)
+    "depth_dropout": {"p_none": 0.3, "p_holes": 0.35, "p_region": 0.2},
+    "depth_noise": 0.02,  # max std of the normalised depth's noise (~1 mm on a 5 cm object at 0.6 m)
 }
 
 
@@ -152,9 +156,12 @@ class Trainer:
         self.parent = {}
         if cfg["init_from"]:
             pcfg, pstate, pmeta = load_checkpoint(cfg["init_from"])
-            if network_config(pcfg) != self.net.config:
+            pcfg = checkpoint_network_config(pcfg)
+            if {**pcfg, "in_channels": 0} != {**self.net.config, "in_channels": 0}:
                 raise ValueError(f"init_from {cfg['init_from']}: its network config differs from this run's")
-            self.net.load_state_dict(pstate)
+            # an RGB-only parent warm-starts an RGB-D run (its new input channels start at zero)
+            self.net.load_state_dict(expand_input_channels({k: v.float() for k, v in pstate.items()},
+                                                           self.net.in_channels))
             self.parent = {"init_from": os.path.abspath(cfg["init_from"]),
                            "iterations": int(pmeta.get("iterations", 0)), "wall_time_s": pmeta.get("wall_time_s", 0.0)}
         self.model = self.net
@@ -165,6 +172,7 @@ class Trainer:
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.loss_fn = DIBRLoss(self.net.faces.cpu(), self.net.template.shape[0], cfg["loss_weights"],
                                 multiview=cfg["multiview"], backend=cfg["backend"]).to(self.device)
+        self._needs_depth = self.net.uses_depth or self.loss_fn.weights["depth"] > 0
         # The residual scale starts at 0 and Adam moves a scalar by ~lr per step: give it its own rate, or
         # the offsets stay tiny for thousands of steps (the re-implementation trained 470k steps at 1e-4).
         rest = [p for n, p in self.net.named_parameters() if n != "residual_scale"]
@@ -177,7 +185,7 @@ class Trainer:
         self.sampler = CropSampler(train, cfg["views"], size, self.net.config["crop_scale"],
                                    seed=int(cfg["seed"]) * 1000 + rank, distance=tuple(cfg["distance"]),
                                    jitter=cfg["jitter"], backend=cfg["backend"], device=self.device,
-                                   with_depth=self.loss_fn.weights["depth"] > 0)
+                                   with_depth=self._needs_depth)
         self.num_train = len(self.sampler)
         self.step = 0
         self.elapsed = 0.0
@@ -266,15 +274,16 @@ class Trainer:
             objs = load_objects(cfg["val_split"], cfg["val_objects"])
             s = CropSampler(objs, max(2, int(cfg["views"])), self.net.input_size, self.net.config["crop_scale"],
                             seed=int(cfg["val_seed"]), distance=tuple(cfg["distance"]), jitter=cfg["jitter"],
-                            backend=cfg["backend"], device=self.device,
-                            with_depth=self.loss_fn.weights["depth"] > 0)
+                            backend=cfg["backend"], device=self.device, with_depth=self._needs_depth)
             with torch.no_grad():
                 self._val_batch = s.sample(len(s), index=torch.arange(len(s)))
         b = self._val_batch
         self.net.eval()
         with torch.no_grad():
-            pred = self.net(network_input(b["rgb"], b["mask"]))
-            out = self.loss_fn(pred, b)
+            out = self.loss_fn(self.net(self._input(b)), b)
+            rgb_only = None
+            if self.net.uses_depth:  # the same views without depth: the RGB-only camera case
+                rgb_only = self.loss_fn(self.net(self._input(b, use_depth=False)), b)["renders"]["mask"]
         self.net.train()
         r, tgt = out["renders"], b["mask"]
         w = tgt.shape[1]
@@ -289,6 +298,10 @@ class Trainer:
             "iou_input": float(iou[:, eye_w].mean()), "iou_novel": float(iou[:, ~eye_w].mean()),
             "color_l1_input": float(l1), "loss": float(out["loss"]),
         }
+        if rgb_only is not None:
+            union = (rgb_only + tm - rgb_only * tm).flatten(3).sum(-1)
+            iou_r = (rgb_only * tm).flatten(3).sum(-1) / union.clamp_min(1.0)
+            metrics["iou_novel_rgb"] = float(iou_r[:, ~eye_w].mean())
         if self.loss_fn.weights["depth"] > 0:  # mean |depth error| (object units) where both cover a pixel
             metrics["depth_l1"] = float(out["depth"])
         self._write_val_image(b, r)
@@ -308,10 +321,26 @@ class Trainer:
         cv2.imwrite(os.path.join(self.run_dir, f"val_{self.step:07d}.png"), img[..., ::-1])
 
     # --- loop --------------------------------------------------------------------------------------
+    def _input(self, batch: dict, use_depth: bool = True, dropout: bool = False) -> torch.Tensor:
+        """Network input of a sampled batch (B*W images); training adds depth dropout and noise."""
+        if not self.net.uses_depth:
+            return network_input(batch["rgb"], batch["mask"], channels=4)
+        depth = batch["depth"] if use_depth else None
+        if depth is None or not dropout:
+            return network_input(batch["rgb"], batch["mask"], depth, batch["K"][..., 0, 0], 6)
+        s = depth.shape[-1]
+        m = batch["mask"].reshape(-1, s, s) > 0.5
+        g = self.sampler.generator
+        valid = depth_dropout(m & (depth.reshape(-1, s, s) > 0), g, **self.cfg["depth_dropout"])
+        x = network_input(batch["rgb"], batch["mask"], depth, batch["K"][..., 0, 0], 6, valid=valid)
+        sigma = float(self.cfg["depth_noise"]) * torch.rand(x.shape[0], 1, 1, generator=g).to(x)
+        x[:, 4] += sigma * torch.randn(x.shape[0], s, s, generator=g).to(x) * x[:, 5]
+        return x
+
     def _step(self) -> dict:
         cfg = self.cfg
         batch = self.sampler.sample(int(cfg["batch_size"]))
-        x = network_input(batch["rgb"], batch["mask"])
+        x = self._input(batch, dropout=True)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             pred = self.model(x)
         pred = {k: v.float() for k, v in pred.items()}
@@ -391,6 +420,8 @@ class Trainer:
             return
         m = self.validate()
         score = 0.5 * (m["iou_input"] + m["iou_novel"])
+        if "iou_novel_rgb" in m:  # one network for every camera: RGB-only counts as much as RGB-D
+            score = 0.5 * (score + m["iou_novel_rgb"])
         rec = {"step": self.step, "time_s": round(self.elapsed, 2), **{f"val_{k}": round(v, 6) for k, v in m.items()}}
         log.write(json.dumps(rec) + "\n")
         log.flush()
