@@ -1,18 +1,26 @@
-"""End-to-end benchmark: seeded simulated tabletop scenes (test and ood sets) against ground truth.
+"""End-to-end benchmark: seeded simulated scene families against ground truth, with the network's contribution.
 
-    .venv/bin/python bench/e2e_bench.py                       # both modes, writes bench/RESULTS_e2e.md
-    .venv/bin/python bench/e2e_bench.py --mode direct --scenes 6 --weights path.pt
+    .venv/bin/python bench/e2e_bench.py --mode direct --scenes 20       # every family, writes bench/RESULTS_e2e.md
+    .venv/bin/python bench/e2e_bench.py --mode direct --families elev15 lifted --scenes 6 --weights path.pt
+    .venv/bin/python bench/e2e_bench.py --mode ros --sets test ood      # the real node over loopback DDS
 
 Modes:
-- ``direct``: ``TabletopScene`` frames straight into ``PerceptionPipeline.process`` in this process (no
-  ROS; fast, per-stage timings from the pipeline).
+- ``direct``: the scene families of :mod:`dibr_ros.sim.families` (tabletop at 50 deg, low / mid / high
+  cameras, a lifted object, an object without depth, RGB only), frames straight into
+  ``PerceptionPipeline.process`` in this process. Three rows per family from the same frames: the node as
+  shipped; the observed depth points alone; and the ablation: the same pipeline (placement, completion,
+  fusion) with the network's meshes replaced by a sphere (``SpherePredictor``). node - ablation is what the
+  network contributes.
 - ``ros``: ``sim_camera`` and ``perception_node`` as separate processes over loopback DDS (RELIABLE), the
   ground truth and outputs paired by stamp (``dibr_ros.demo.RosSession``); latency = the node's
   /diagnostics, throughput = frames processed per second of wall time.
 
-Per ground-truth object: Chamfer-L1 (mm), F-score@5/10 mm, precision/recall@10 mm, 3D IoU, for the node's
-mesh, the node's completed cloud, and the depth-only baseline (the object's observed depth points). Objects
-are matched to predictions by centroid distance (Hungarian, < 8 cm); unmatched ones score 0.
+Per ground-truth object: Chamfer-L1 (mm), F-score@5/10 mm, precision/recall@10 mm, against its outer surface
+in the camera frame. Objects are matched to predictions by centroid distance (Hungarian, < 8 cm); unmatched
+ones score 0, and so does the depth-only row for an object without depth. RGB only: objects are matched by
+their masks, placed with ``default_object_size``, and scored after moving the cloud's centre onto the
+truth's (scale and shape still count), and as shape in the view frame (both normalised to a unit bounding
+sphere, F@0.10 as in the model benchmark).
 """
 
 from __future__ import annotations
@@ -28,8 +36,11 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from dibr_ros.demo import ObjectEval, RosSession, _fmt, evaluate_objects, summarize  # noqa: E402
-from dibr_ros.ros.sim_scene import CameraConfig, SceneConfig, TabletopScene  # noqa: E402
+from dibr_ros.demo import ObjectEval, RosSession, _fmt, evaluate_objects, shape_metrics, summarize  # noqa: E402
+from dibr_ros.ros.sim_scene import TabletopScene  # noqa: E402
+from dibr_ros.sim.families import FAMILIES, apply_depth, family_configs  # noqa: E402
+
+RGB_ONLY_SIZE_M = 0.12  # default_object_size of the RGB-only rows (a typical graspable object's diameter)
 
 
 def machine() -> str:
@@ -42,28 +53,165 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}"
 
 
-def run_direct(split: str, scenes: int, seed0: int, weights: str | None, device: str, views: int):
-    """Scenes seed0..seed0+scenes-1, ``views`` orbiting views each, through PerceptionPipeline."""
+def make_pipelines(weights: str | None, device: str, family: str) -> dict:
+    """{"node": shipped predictor, "ablation": SpherePredictor} pipelines with the family's settings."""
     from dibr_ros.model.predictor import Predictor
     from dibr_ros.perception.pipeline import PerceptionPipeline
+    from dibr_ros.perception.synthetic import SpherePredictor
 
-    predictor = Predictor.load(weights or None, device=device)
-    pipe = PerceptionPipeline(predictor, {"debug_image": False})
-    rows, lat = [], []
+    cfg = {"debug_image": False}
+    if FAMILIES[family].depth == "none":
+        cfg["default_object_size"] = RGB_ONLY_SIZE_M
+    return {"node": PerceptionPipeline(Predictor.load(weights or None, device=device), cfg),
+            "ablation": PerceptionPipeline(SpherePredictor(), cfg)}
+
+
+def _rows(res, frame, depth, seed: int) -> list[ObjectEval]:
+    pred = [dict(vertices=o.vertices, faces=o.faces, points=o.points) for o in res.objects]
+    gt = [dict(name=o.name, label=o.label, vertices=o.vertices, faces=o.faces) for o in frame.objects]
+    return evaluate_objects(pred, gt, np.zeros_like(frame.depth) if depth is None else depth, frame.K,
+                            frame.labels, seed=seed)
+
+
+def rgb_only_rows(res, frame, min_visible_px: int = 100) -> list[dict]:
+    """RGB-only scores per visible true object: cloud after aligning the centres (mm) and view-frame shape
+    (F@0.10 of the normalised mesh). Matched by mask: each prediction to the label it covers most."""
+    from dibr_ros.data.library import normalize
+    from dibr_ros.eval.metrics import mesh_metrics
+
+    owner = {}
+    for i, o in enumerate(res.objects):
+        lab = frame.labels[o.detection.mask]
+        lab = lab[lab > 0]
+        if len(lab):
+            best = int(np.bincount(lab).argmax())
+            if best not in owner:
+                owner[best] = i
+    out = []
+    for g in frame.objects:
+        if int((frame.labels == g.label).sum()) < min_visible_px:
+            continue
+        rec = {"name": g.name, "matched": g.label in owner, "f@10mm": 0.0, "f@5mm": 0.0, "shape_f@0.10": 0.0}
+        if g.label in owner:
+            o = res.objects[owner[g.label]]
+            gc = 0.5 * (g.vertices.min(0) + g.vertices.max(0))
+            pts = np.asarray(o.points, np.float64)
+            pts = pts - 0.5 * (pts.min(0) + pts.max(0)) + gc
+            m = shape_metrics(pts, (g.vertices, g.faces))
+            rec.update({k: m[k] for k in ("f@5mm", "f@10mm", "chamfer_mm")})
+            mv = mesh_metrics((normalize(o.vertices)[0], o.faces), (normalize(g.vertices)[0], g.faces),
+                              n_points=4000, n_iou_points=1000, gt_surface="outer")
+            rec["shape_f@0.10"] = mv["fscore@0.10"]
+        out.append(rec)
+    return out
+
+
+def run_family(family: str, scenes: int, seed0: int, weights: str | None, device: str, views: int,
+               progress=None) -> dict:
+    """Scenes seed0..seed0+scenes-1 of a family, ``views`` orbiting views each, through the node and the
+    ablation pipelines. Returns rows per method (and per-frame latency of the node)."""
+    fam = FAMILIES[family]
+    pipes = make_pipelines(weights, device, family)
+    out = {"node": [], "ablation": [], "node_full": [], "removed": [], "lat": [], "rgb": {"node": [], "ablation": []}}
     for k in range(scenes):
-        cam = CameraConfig(orbit_deg_per_s=360.0 / max(views, 1))
-        with TabletopScene(SceneConfig(objects=split, seed=seed0 + k, max_objects=3), cam) as scene:
+        seed = seed0 + k
+        scene_cfg, cam = family_configs(fam, seed, views=views)
+        with TabletopScene(scene_cfg, cam) as scene:
             for v in range(views):
                 f = scene.render(t=float(v))
+                depth, removed = apply_depth(f, fam, seed * 31 + v)
                 if k == v == 0:  # warm-up: lazy imports and OpenCV's colour tables, unmeasured
-                    pipe.process(f.rgb, f.K, f.depth)
+                    pipes["node"].process(f.rgb, f.K, depth)
                 t0 = time.perf_counter()
-                res = pipe.process(f.rgb, f.K, f.depth)
-                lat.append((time.perf_counter() - t0) * 1e3)
-                pred = [dict(vertices=o.vertices, faces=o.faces, points=o.points) for o in res.objects]
-                gt = [dict(name=o.name, label=o.label, vertices=o.vertices, faces=o.faces) for o in f.objects]
-                rows += evaluate_objects(pred, gt, f.depth, f.K, f.labels, seed=k)
-    return rows, np.asarray(lat), {"device": predictor.device}
+                res = pipes["node"].process(f.rgb, f.K, depth)
+                out["lat"].append((time.perf_counter() - t0) * 1e3)
+                res_a = pipes["ablation"].process(f.rgb, f.K, depth)
+                if fam.depth == "none":
+                    out["rgb"]["node"] += rgb_only_rows(res, f)
+                    out["rgb"]["ablation"] += rgb_only_rows(res_a, f)
+                    continue
+                rows, rows_a = _rows(res, f, depth, k), _rows(res_a, f, depth, k)
+                names = {o.label: o.name for o in f.objects}
+                if removed is not None:  # the same frame with full depth: the other objects' reference
+                    rows_f = _rows(pipes["node"].process(f.rgb, f.K, f.depth), f, f.depth, k)
+                    out["node_full"] += rows_f
+                    out["removed"] += [(len(out["node"]) + i, r.gt_name == names[removed]) for i, r in
+                                       enumerate(rows)]
+                out["node"] += rows
+                out["ablation"] += rows_a
+        if progress:
+            progress(family, k + 1, scenes)
+    out["lat"] = np.asarray(out["lat"])
+    return out
+
+
+def _mean(rows, kind: str, key: str, zero_missing: bool = True) -> float:
+    vals = []
+    for r in rows:
+        d = getattr(r, kind)
+        if key in d and np.isfinite(d[key]):
+            vals.append(d[key])
+        elif zero_missing and key != "chamfer_mm":
+            vals.append(0.0)
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+FAMILY_KEYS = (("chamfer_mm", "Chamfer-L1 mm", 1), ("f@5mm", "F@5mm", 3), ("f@10mm", "F@10mm", 3),
+               ("p@10mm", "P@10mm", 3), ("r@10mm", "R@10mm", 3))
+
+
+def family_table(family: str, res: dict) -> tuple[list[str], dict]:
+    """Markdown lines of one family and its headline figures (cloud F@10mm per row)."""
+    fam = FAMILIES[family]
+    lines = [f"### {family}: {fam.description}", ""]
+    head = {}
+    if fam.depth == "none":
+        lines += ["| row | objects | cloud F@5mm (centre aligned) | cloud F@10mm (centre aligned) | "
+                  "view-frame shape F@0.10 |", "|---|---|---|---|---|"]
+        for key in ("node", "ablation"):
+            rs = res["rgb"][key]
+            f5, f10 = np.mean([r["f@5mm"] for r in rs]), np.mean([r["f@10mm"] for r in rs])
+            sh = np.mean([r["shape_f@0.10"] for r in rs])
+            lines.append(f"| {key} | {len(rs)} | {f5:.3f} | {f10:.3f} | {sh:.3f} |")
+            head[key] = float(f10)
+            head[f"{key}_shape"] = float(sh)
+        lines.append("| depth only | - | 0 (no depth) | 0 (no depth) | - |")
+        head["depth"] = 0.0
+        gain = head["node"] - head["ablation"]
+        lines += ["", f"Network contribution (node - ablation): cloud F@10mm {gain:+.3f}, view-frame shape "
+                  f"F@0.10 {head['node_shape'] - head['ablation_shape']:+.3f}.", ""]
+        return lines, head
+    rows = {"node": res["node"], "ablation": res["ablation"]}
+    n = len(res["node"])
+    lines += [f"{n} object views, {sum(r.matched for r in res['node'])} matched by the node.", "",
+              "| row | " + " | ".join(h for _, h, _ in FAMILY_KEYS) + " |", "|---" * (len(FAMILY_KEYS) + 1) + "|"]
+    for key, label, kind in (("node", "node cloud (shipped)", "cloud"), ("ablation", "ablation cloud (sphere)",
+                             "cloud"), ("node", "node mesh", "mesh"), ("ablation", "ablation mesh", "mesh"),
+                            ("node", "depth only (observed points)", "depth")):
+        vals = [_mean(rows[key], kind, k) for k, _, _ in FAMILY_KEYS]
+        lines.append(f"| {label} | " + " | ".join(_fmt(v, d) for v, (_, _, d) in zip(vals, FAMILY_KEYS)) + " |")
+        if label.endswith("cloud (shipped)"):
+            head["node"] = vals[2]
+        elif label.startswith("ablation cloud"):
+            head["ablation"] = vals[2]
+        elif kind == "depth":
+            head["depth"] = vals[2]
+    lines += ["", f"Network contribution (node - ablation): cloud F@10mm {head['node'] - head['ablation']:+.3f}; "
+              f"node - depth only: {head['node'] - head['depth']:+.3f}."]
+    if res["removed"]:
+        idx_rm = [i for i, rm in res["removed"] if rm]
+        idx_other = [i for i, rm in res["removed"] if not rm]
+        pick = lambda rs, ids: [rs[i] for i in ids]  # noqa: E731
+        rm_node = _mean(pick(res["node"], idx_rm), "cloud", "f@10mm")
+        rm_abl = _mean(pick(res["ablation"], idx_rm), "cloud", "f@10mm")
+        oth = _mean(pick(res["node"], idx_other), "cloud", "f@10mm")
+        oth_full = _mean(pick(res["node_full"], idx_other), "cloud", "f@10mm")
+        head.update(removed_node=rm_node, removed_ablation=rm_abl, others=oth, others_full=oth_full)
+        lines += ["", f"The object without depth ({len(idx_rm)} views): node cloud F@10mm {rm_node:.3f}, ablation "
+                  f"{rm_abl:.3f}, depth only 0. The other objects: {oth:.3f} (with every object's depth: "
+                  f"{oth_full:.3f})."]
+    lines.append("")
+    return lines, head
 
 
 def run_ros(split: str, frames: int, seed0: int, weights: str, device: str, domain_id: int, out_dir: str):
@@ -119,12 +267,14 @@ def per_object(rows: list[ObjectEval]) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--mode", choices=("direct", "ros", "both"), default="both")
-    ap.add_argument("--scenes", type=int, default=6, help="direct mode: seeded scenes per set")
+    ap.add_argument("--mode", choices=("direct", "ros", "both"), default="direct")
+    ap.add_argument("--scenes", type=int, default=20, help="direct mode: seeded scenes per family")
+    ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES),
+                    help="direct mode: scene families (dibr_ros.sim.families)")
     ap.add_argument("--views", type=int, default=2, help="direct mode: orbiting views per scene")
     ap.add_argument("--ros-frames", type=int, default=6, help="ros mode: processed frames per set")
     ap.add_argument("--sets", nargs="+", default=["test", "ood"], choices=("test", "ood", "val"),
-                    help="object sets (val: for choosing settings without looking at test)")
+                    help="ros mode: object sets (val: for choosing settings without looking at test)")
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--weights", default="", help="checkpoint (default: shipped weights)")
     ap.add_argument("--device", default="cpu")
@@ -140,17 +290,27 @@ def main(argv=None) -> int:
              "- truth: each object's outer surface (`mesh_metrics(gt_surface=\"outer\")`: the simulator's meshes "
              "are glued parts; walls inside the solid are left out), camera frame, millimetres", ""]
     if args.mode in ("direct", "both"):
-        lines += ["## Mode direct (PerceptionPipeline in-process, no ROS)", "",
-                  f"Scenes: seeds {args.seed}..{args.seed + args.scenes - 1} per set, 1-3 objects, "
-                  f"{args.views} views each (640x480, 45 deg fov, 0.55 m, 55 deg elevation).", ""]
-        for split in args.sets:
-            rows, lat, info = run_direct(split, args.scenes, args.seed, args.weights, args.device, args.views)
-            lines += table(f"{split} set", rows)
-            lines += [f"Latency (pipeline.process, {len(lat)} frames, {info['device']}): p50 "
-                      f"{np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms; throughput "
-                      f"{1000.0 / lat.mean():.2f} frames/s (one process).", ""]
-            lines += per_object(rows)
-            print(f"direct {split}: done ({time.time() - t0:.0f} s)", flush=True)
+        lines += ["## Mode direct: scene families (PerceptionPipeline in-process, no ROS)", "",
+                  f"Scenes: seeds {args.seed}..{args.seed + args.scenes - 1} per family, 1-3 objects, {args.views} "
+                  "views each (640x480, 45 deg vertical fov); objects from the test split and, except in "
+                  "tabletop, the household test split (`test+hh_test`).", ""]
+        heads, body = {}, []
+        for fam in args.families:
+            res = run_family(fam, args.scenes, args.seed, args.weights, args.device, args.views,
+                             progress=lambda f, k, n: print(f"  {f}: scene {k}/{n} ({time.time() - t0:.0f} s)",
+                                                            flush=True))
+            tab, heads[fam] = family_table(fam, res)
+            lat = res["lat"]
+            tab += [f"Node latency (pipeline.process, {len(lat)} frames): p50 {np.percentile(lat, 50):.0f} ms, "
+                    f"p95 {np.percentile(lat, 95):.0f} ms.", ""]
+            body += tab
+            print("\n".join(tab), flush=True)
+        lines += ["| family | node cloud F@10mm | depth only | ablation (sphere) | node - ablation | "
+                  "node - depth only |", "|---|---|---|---|---|---|"]
+        for fam, h in heads.items():
+            lines.append(f"| {fam} | {h['node']:.3f} | {h['depth']:.3f} | {h['ablation']:.3f} | "
+                         f"{h['node'] - h['ablation']:+.3f} | {h['node'] - h['depth']:+.3f} |")
+        lines += ["", "(rgb_only: cloud centre aligned to the truth's, see its table.)", ""] + body
     if args.mode in ("ros", "both"):
         lines += ["## Mode ros (sim_camera + perception_node processes, RELIABLE, loopback)", "",
                   "One sim_camera per set, a new seeded scene every 2 frames, 1 Hz; the node drops stale frames.", ""]

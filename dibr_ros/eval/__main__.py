@@ -2,6 +2,7 @@
 
     python -m dibr_ros.eval --predictor baseline:sphere --split test [--max-objects 50 --inputs 4]
     python -m dibr_ros.eval --predictor default --split ood          # shipped weights
+    python -m dibr_ros.eval --predictor default --split hh_test --depth full   # RGB-D input
     python -m dibr_ros.eval --predictor run/ckpt.pt --split val --shards DIR/val
     python -m dibr_ros.eval --predictor my_module:make_predictor --split test --json out.json
 
@@ -19,7 +20,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dibr_ros.eval", description=__doc__.split("\n")[0])
     ap.add_argument("--predictor", required=True,
                     help="baseline:{depth,sphere,mirror,hull} | default | CHECKPOINT.pt | MODULE:FACTORY")
-    ap.add_argument("--split", required=True, choices=("val", "test", "ood", "train"))
+    ap.add_argument("--split", required=True, choices=("val", "test", "ood", "train", "hh_train", "hh_val", "hh_test"))
     ap.add_argument("--shards", default=None, help="shard directory of the split (default: render now)")
     ap.add_argument("--max-objects", type=int, default=None)
     ap.add_argument("--views", type=int, default=8, help="views per object when rendering now")
@@ -28,6 +29,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--iou-points", type=int, default=50000)
+    ap.add_argument("--depth", default="none", choices=("none", "full", "half"),
+                    help="predictor depth input: none (RGB only), full, half (half the depth pixels missing)")
     ap.add_argument("--json", default=None, help="write summary and records here")
     args = ap.parse_args(argv)
     try:
@@ -39,7 +42,7 @@ def main(argv=None) -> int:
             val = getattr(args, name)
             if val is not None and val < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-        method = load_method(args.predictor, args.device)
+        method = load_method(args.predictor, args.device, args.depth)
         n = len(library.list_objects(args.split))
         total = n if args.max_objects is None else min(n, args.max_objects)
         items = eval_items(args.split, args.views, args.size, args.seed, args.max_objects, args.shards)
@@ -49,11 +52,11 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     s = res["summary"]
-    print(f"{args.predictor} {args.split}: objects {res['n_objects']} views {res['n_views']} "
+    print(f"{args.predictor} {args.split} depth={args.depth}: objects {res['n_objects']} views {res['n_views']} "
           + " ".join(f"{k} {v:.4f}" for k, v in s.items()))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"predictor": args.predictor, "split": args.split, **res}, f, indent=1)
+            json.dump({"predictor": args.predictor, "split": args.split, "depth": args.depth, **res}, f, indent=1)
     return 0
 
 

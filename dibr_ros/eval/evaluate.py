@@ -77,31 +77,62 @@ class BaselineMethod:
                                batch["gt"][n]) for n in range(len(batch["rgb"]))]
 
 
+DEPTH_MODES = ("none", "full", "half")
+
+
+def drop_half_depth(depth: np.ndarray, mask: np.ndarray, seed: int, fraction: float = 0.5) -> np.ndarray:
+    """Depth with round holes (radius 4-12 % of the image side) punched until ``fraction`` of the mask's
+    depth pixels are gone, as glossy or dark patches lose them. depth (H, W), mask (H, W) bool -> (H, W)."""
+    rng = np.random.default_rng(seed)
+    h, w = depth.shape
+    out = depth.copy()
+    ys, xs = np.nonzero(mask & (depth > 0))
+    total = len(ys)
+    yy, xx = np.mgrid[:h, :w]
+    while total and ((out > 0) & mask).sum() > (1 - fraction) * total:
+        j = rng.integers(total)
+        r = rng.uniform(0.04, 0.12) * max(h, w)
+        out[(yy - ys[j]) ** 2 + (xx - xs[j]) ** 2 < r * r] = 0
+    return out
+
+
 class PredictorMethod:
-    """Wraps an object with the Predictor contract (DESIGN §4): ``predict(rgb uint8, mask bool)`` -> meshes.
+    """Wraps an object with the Predictor contract (DESIGN §4): ``predict(rgb uint8, mask bool[, depth,
+    focal])`` -> meshes.
 
     Its crops are the whole input renders (object centre at the image centre, unit sphere just inside).
     Predictions are renormalised (bbox centre, unit bounding sphere) before scoring, as the ground truth is.
+    depth: "none" (RGB only), "full" (the render's depth) or "half" (:func:`drop_half_depth`).
     """
 
     normalize = True
 
-    def __init__(self, predictor):
+    def __init__(self, predictor, depth: str = "none"):
         if not callable(getattr(predictor, "predict", None)):
             raise TypeError("predictor must have a predict(rgb, mask) method")
+        if depth not in DEPTH_MODES:
+            raise ValueError(f"depth mode must be one of {DEPTH_MODES}, got {depth!r}")
         self.predictor = predictor
+        self.depth = depth
 
     def __call__(self, batch: dict) -> list:
         with torch.inference_mode():
-            out = self.predictor.predict(batch["rgb"], batch["mask"])
+            if self.depth == "none":
+                out = self.predictor.predict(batch["rgb"], batch["mask"])
+            else:
+                d = batch["depth"].astype(np.float32)
+                if self.depth == "half":
+                    d = np.stack([drop_half_depth(d[n], batch["mask"][n], seed=n) for n in range(len(d))])
+                out = self.predictor.predict(batch["rgb"], batch["mask"], depth=d, focal=batch["K"][:, 0, 0])
         faces = np.asarray(torch.as_tensor(out.faces).cpu(), np.int64)
         verts = torch.as_tensor(out.vertices).detach().float().cpu().numpy()
         return [(verts[n].astype(np.float64), faces) for n in range(len(verts))]
 
 
-def load_method(spec: str, device: str = "cpu"):
+def load_method(spec: str, device: str = "cpu", depth: str = "none"):
     """Method from a CLI spec: ``baseline:<kind>``, ``default`` (shipped weights), a checkpoint path, or
-    ``module:factory`` (factory() returns an object with the Predictor contract)."""
+    ``module:factory`` (factory() returns an object with the Predictor contract); ``depth`` the predictor's
+    depth input mode (:data:`DEPTH_MODES`)."""
     if spec.startswith("baseline:"):
         return BaselineMethod(spec.split(":", 1)[1])
     if spec == "default" or spec.endswith(".pt") or os.path.isfile(spec):
@@ -109,7 +140,7 @@ def load_method(spec: str, device: str = "cpu"):
             raise ValueError(f"checkpoint {spec} does not exist")
         from dibr_ros.model import Predictor
 
-        return PredictorMethod(Predictor.load(None if spec == "default" else spec, device=device))
+        return PredictorMethod(Predictor.load(None if spec == "default" else spec, device=device), depth)
     mod, sep, attr = spec.partition(":")
     if not sep or not mod or not attr:
         raise ValueError(f"predictor spec {spec!r} is not baseline:KIND, default, a .pt path or MODULE:FACTORY")
@@ -117,7 +148,7 @@ def load_method(spec: str, device: str = "cpu"):
         factory = getattr(importlib.import_module(mod), attr)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"cannot load {spec}: {e}") from e
-    return PredictorMethod(factory())
+    return PredictorMethod(factory(), depth)
 
 
 def evaluate(method, items, n_inputs: int = 4, n_points: int = 10000, n_iou_points: int = 50000, seed: int = 0,

@@ -18,11 +18,13 @@ class Crop:
         mask: (S, S) bool object mask in the crop.
         box: (x0, y0, x1, y1) int pixels of the square region in the full image (x1 - x0 = y1 - y0, x1/y1
             exclusive, may extend past the image border).
+        depth: (S, S) float32 metres resized over the valid pixels only (0 = none), or None without depth.
     """
 
     rgb: np.ndarray
     mask: np.ndarray
     box: tuple[int, int, int, int]
+    depth: np.ndarray | None = None
 
     @property
     def center(self) -> np.ndarray:
@@ -71,7 +73,8 @@ def _cut(img: np.ndarray, box) -> np.ndarray:
     return out
 
 
-def make_crop(rgb: np.ndarray, mask: np.ndarray, box, size: int, padding: float = 0.15) -> Crop:
+def make_crop(rgb: np.ndarray, mask: np.ndarray, box, size: int, padding: float = 0.15,
+              depth: np.ndarray | None = None) -> Crop:
     """Crop one object.
 
     Args:
@@ -80,8 +83,10 @@ def make_crop(rgb: np.ndarray, mask: np.ndarray, box, size: int, padding: float 
         box: (x0, y0, x1, y1) object box, x1/y1 exclusive.
         size: output side S in pixels (>= 1).
         padding: margin per side as a fraction of the longer box side.
+        depth: optional (H, W) float metres (<= 0 / non-finite = invalid), cropped to ``Crop.depth``.
     Returns:
-        :class:`Crop`; downscaling uses area averaging, the mask is thresholded at 0.5 coverage.
+        :class:`Crop`; downscaling uses area averaging, the mask is thresholded at 0.5 coverage; depth is
+        averaged over valid pixels only (a pixel is valid where more than half its area was).
     """
     import cv2
 
@@ -99,12 +104,22 @@ def make_crop(rgb: np.ndarray, mask: np.ndarray, box, size: int, padding: float 
     interp = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
     crop_rgb = cv2.resize(_cut(rgb, region), (size, size), interpolation=interp)
     cover = cv2.resize(_cut(mask.astype(np.float32), region), (size, size), interpolation=interp)
-    return Crop(rgb=crop_rgb.reshape(size, size, 3), mask=cover.reshape(size, size) >= 0.5, box=region)
+    crop_depth = None
+    if depth is not None:
+        d = _cut(np.asarray(depth, np.float32), region)
+        ok = (np.isfinite(d) & (d > 0)).astype(np.float32)
+        d = np.where(ok > 0, d, 0.0).astype(np.float32)
+        num = cv2.resize(d, (size, size), interpolation=interp).reshape(size, size)
+        den = cv2.resize(ok, (size, size), interpolation=interp).reshape(size, size)
+        crop_depth = np.where(den > 0.5, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
+    return Crop(rgb=crop_rgb.reshape(size, size, 3), mask=cover.reshape(size, size) >= 0.5, box=region,
+                depth=crop_depth)
 
 
-def make_crops(rgb: np.ndarray, detections, size: int, padding: float = 0.15) -> list[Crop]:
+def make_crops(rgb: np.ndarray, detections, size: int, padding: float = 0.15,
+               depth: np.ndarray | None = None) -> list[Crop]:
     """:func:`make_crop` for each detection (anything with ``.mask`` and ``.box``)."""
-    return [make_crop(rgb, d.mask, d.box, size, padding) for d in detections]
+    return [make_crop(rgb, d.mask, d.box, size, padding, depth) for d in detections]
 
 
 def stack_crops(crops: list[Crop]) -> tuple[np.ndarray, np.ndarray]:

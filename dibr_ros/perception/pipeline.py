@@ -303,7 +303,9 @@ class PerceptionPipeline:
     Args:
         predictor: object with ``predict(rgb (N, S, S, 3) uint8, mask (N, S, S) bool)`` returning
             ``.vertices (N, V, 3)``, ``.faces (F, 3)``, ``.colors (N, V, 3)`` (torch or numpy), e.g.
-            ``dibr_ros.model.Predictor``; ``input_size`` is used when ``crop_size`` is 0.
+            ``dibr_ros.model.Predictor``; ``input_size`` is used when ``crop_size`` is 0. A predictor whose
+            ``uses_depth`` is True also gets the depth crops: ``predict(rgb, mask, depth=(N, S, S) metres,
+            focal=(N,) pixels)`` (with the frame's depth; crops without valid depth are all zero).
         config: :class:`PipelineConfig`, a dict of its fields, or None for defaults.
     """
 
@@ -393,10 +395,15 @@ class PerceptionPipeline:
         t = lap("segment", t0)
         objects, warnings = [], []
         if dets:
-            crops = make_crops(rgb, dets, self.crop_size, c.crop_padding)
+            with_depth = depth is not None and bool(getattr(self.predictor, "uses_depth", False))
+            crops = make_crops(rgb, dets, self.crop_size, c.crop_padding, depth if with_depth else None)
             batch_rgb, batch_mask = stack_crops(crops)
+            batch_depth = None
+            if with_depth:  # focal of each resized crop: fx * S / side
+                batch_depth = (np.stack([cr.depth for cr in crops]),
+                               np.array([K[0, 0] * self.crop_size / cr.side for cr in crops]))
             t = lap("crop", t)
-            verts, faces, colors, warnings = self._predict(batch_rgb, batch_mask)
+            verts, faces, colors, warnings = self._predict(batch_rgb, batch_mask, batch_depth)
             n = len(dets)
             if verts.ndim != 3 or verts.shape[0] != n or verts.shape[2] != 3 or colors.shape != verts.shape \
                     or faces.ndim != 2 or faces.shape[1] != 3:
@@ -416,16 +423,21 @@ class PerceptionPipeline:
         return FrameResult(objects=objects, timings=timings, debug_image=debug, segmentation=mode,
                            warnings=warnings)
 
-    def _predict(self, rgb, mask):
+    def _predict(self, rgb, mask, depth=None):
         """Predict in chunks of at most ``max_batch`` crops, shrinking the chunks (then leaving the GPU) on
-        CUDA out of memory. Returns vertices, faces, colors as numpy and the lines to report."""
+        CUDA out of memory. depth: None or (depth crops (N, S, S), focal (N,)). Returns vertices, faces,
+        colors as numpy and the lines to report."""
         n, parts, said = len(rgb), [], []
         i, limit = 0, self.max_batch
         while i < n:
             b = min(n - i, self.max_batch or n)
             on_cuda = str(getattr(self.predictor, "device", "cpu")).startswith("cuda")
             try:
-                pred = self.predictor.predict(rgb[i:i + b], mask[i:i + b])
+                if depth is None:
+                    pred = self.predictor.predict(rgb[i:i + b], mask[i:i + b])
+                else:
+                    pred = self.predictor.predict(rgb[i:i + b], mask[i:i + b], depth=depth[0][i:i + b],
+                                                  focal=depth[1][i:i + b])
             except RuntimeError as exc:
                 if not _is_oom(exc) or (b == 1 and not on_cuda):
                     raise

@@ -19,7 +19,7 @@ import numpy as np
 
 TABLE_TOP_Z = 0.625  # pybullet_data table/table.urdf: top slab centred at 0.6 m, 0.05 m thick
 MESH_SUFFIXES = (".obj", ".stl", ".ply", ".off")
-SPLITS = ("train", "val", "test", "ood")
+SPLITS = ("train", "val", "test", "ood", "hh_train", "hh_val", "hh_test")
 #: (du, dv) pixel offset of each renderer's image from the OpenGL pixel-centre convention. TinyRenderer
 #: samples NDC at integer viewport coordinates (u = (x+1) W/2) and pybullet flips its rows afterwards, so
 #: its principal point sits at (W/2, H/2 - 1) instead of ((W-1)/2, (H-1)/2); measured: table-plane
@@ -59,9 +59,12 @@ class CameraConfig:
 class SceneConfig:
     """Which objects, how many, where they are dropped, which renderer.
 
-    ``objects``: a split name of :mod:`dibr_ros.data.library` ("test", "ood", "val", "train"), or a list of
-    URDF / mesh files (absolute, or relative to pybullet_data). URDFs load at their own scale; bare meshes
-    are scaled by ``mesh_scale`` (their units times ``mesh_scale`` = metres).
+    ``objects``: a split name of :mod:`dibr_ros.data.library` ("test", "ood", "val", "train", "hh_test", ...,
+    or several joined by "+"), or a list of URDF / mesh files (absolute, or relative to pybullet_data). URDFs
+    load at their own scale; bare meshes are scaled by ``mesh_scale`` (their units times ``mesh_scale`` =
+    metres). Household objects (``hh_*``) are dropped upright (random yaw), as they stand on a table.
+    ``lift``: (lo, hi) metres: after settling, the first object is raised by a seeded height in that range
+    and held there (as by a gripper), nothing under it; None = every object rests.
     """
 
     objects: str | list[str] = "test"
@@ -74,6 +77,7 @@ class SceneConfig:
     renderer: str = "auto"  # "auto" (EGL if it loads, else TinyRenderer) | "egl" | "tiny"
     shadows: bool = False
     settle_steps: int = 1200  # upper bound; stepping stops earlier once everything rests
+    lift: tuple[float, float] | None = None
 
     def validate(self) -> None:
         if not 1 <= self.min_objects <= self.max_objects:
@@ -83,8 +87,11 @@ class SceneConfig:
             raise ValueError(f"renderer must be 'auto', 'egl' or 'tiny', got {self.renderer!r}")
         if self.mesh_scale <= 0:
             raise ValueError(f"mesh_scale must be > 0, got {self.mesh_scale}")
-        if isinstance(self.objects, str) and self.objects not in SPLITS:
-            raise ValueError(f"objects must be one of {SPLITS} or a list of files, got {self.objects!r}")
+        if isinstance(self.objects, str) and not all(part in SPLITS for part in self.objects.split("+")):
+            raise ValueError(f"objects must be one of {SPLITS} (or several joined by '+') or a list of files, "
+                             f"got {self.objects!r}")
+        if self.lift is not None and not (len(self.lift) == 2 and 0 <= self.lift[0] <= self.lift[1] <= 2.0):
+            raise ValueError(f"lift must be (lo, hi) metres with 0 <= lo <= hi <= 2, got {self.lift}")
         if not isinstance(self.objects, str) and len(self.objects) == 0:
             raise ValueError("objects: empty file list")
 
@@ -403,6 +410,14 @@ class TabletopScene:
             else:
                 p.removeBody(body.uid, physicsClientId=cid)
         self.bodies = kept
+        self.lifted = None
+        if cfg.lift is not None and self.bodies:
+            # Hold the first object in the air: no more physics steps, so it stays where it is put.
+            body = self.bodies[0]
+            h = float(rng.uniform(*cfg.lift))
+            pos, orn = p.getBasePositionAndOrientation(body.uid, physicsClientId=cid)
+            p.resetBasePositionAndOrientation(body.uid, [pos[0], pos[1], pos[2] + h], orn, physicsClientId=cid)
+            self.lifted = (body.name, h)
         self.scene_index = seed
 
     def _drop_points(self, rng: np.random.Generator, k: int) -> np.ndarray:
@@ -421,6 +436,8 @@ class TabletopScene:
     def _spawn(self, name: str, rng: np.random.Generator) -> _Body:
         p = self._p
         orn = _random_quaternion(rng)
+        if name.startswith("hh_"):  # upright, random yaw
+            orn = p.getQuaternionFromEuler([0.0, 0.0, float(rng.uniform(0, 2 * math.pi))])
         if isinstance(self.scene_cfg.objects, str):
             urdf = _library_urdf(name)
             if urdf is not None:
