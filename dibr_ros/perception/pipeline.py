@@ -13,7 +13,7 @@ import numpy as np
 from .completion import complete_mesh, fit_to_points, fuse_observed, rests_on, support_volume_samples
 from .crops import Crop, make_crops, stack_crops
 from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, project
-from .placement import Placement, place_mesh
+from .placement import Placement, place_mesh, rest_on_plane
 from .pointcloud import merge_clouds, sample_surface
 from .segmentation import (
     SEGMENTATION_MODES,
@@ -21,6 +21,7 @@ from .segmentation import (
     merge_by_color,
     segment_color,
     segment_depth,
+    segment_depth_holes,
     segment_labels,
     split_by_color,
     support_plane,
@@ -59,6 +60,9 @@ class PipelineConfig:
         default_object_size [m]: RGB-only assumption, object bounding-sphere diameter; 0 = use
             default_distance instead.
         min_depth_points: fewer valid depth pixels on an object -> RGB-only placement for it.
+        depth_holes: with depth segmentation, also detect objects the depth camera returns nothing for
+            (holes in the depth on the table: glass, black; :func:`.segmentation.segment_depth_holes`) and
+            stand each on the table plane (:func:`.placement.rest_on_plane`).
     Completion (objects with depth, :mod:`.completion`):
         complete_with_depth: align each placed mesh to its measured points, rest it on the table plane,
             carve it out of space the camera sees through and move its front onto the measured surface.
@@ -104,6 +108,7 @@ class PipelineConfig:
     default_object_size: float = 0.0
     min_depth_points: int = 20
     complete_with_depth: bool = True
+    depth_holes: bool = True
     completion_margin: float = 0.01
     support_contact: float = 0.03
     hidden_surface: str = "support"
@@ -140,7 +145,7 @@ class PipelineConfig:
                 if value != int(value):
                     raise ValueError(f"{name} must be an integer, got {value}")
                 setattr(self, name, int(value))
-        for name in ("add_observed_points", "debug_image", "complete_with_depth"):
+        for name in ("add_observed_points", "debug_image", "complete_with_depth", "depth_holes"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.crop_padding > 100 or self.crop_size > 4096:
@@ -353,6 +358,11 @@ class PerceptionPipeline:
             if depth is None:
                 raise ValueError("segmentation 'depth' needs a depth image")
             dets, plane = segment_rgbd(rgb, K, depth, c)
+            if c.depth_holes and plane is not None and len(dets) < c.max_objects:
+                dets = dets + segment_depth_holes(
+                    depth, K, plane, dets, min_pixels=c.min_object_pixels, max_objects=c.max_objects - len(dets),
+                    max_area_fraction=min(c.max_area_fraction, 0.25),
+                    start_label=max((d.label for d in dets), default=0) + 1)
         else:
             dets = segment_color(rgb, stride=c.color_stride, color_threshold=c.color_threshold,
                                  min_pixels=c.min_object_pixels, max_area_fraction=c.max_area_fraction,
@@ -493,6 +503,9 @@ class PerceptionPipeline:
             except ValueError as exc:
                 warnings.append(f"object {det.label}: placement failed: {exc}")
                 continue
+            if plane is not None and det.points is not None and len(det.points) == 0:
+                # no depth on this object (a hole in the depth on the table): stand it on the table
+                placement, _ = rest_on_plane(placement, verts[i], plane)
             ts = time.perf_counter()
             t_place += (ts - tp) * 1e3
             placed = placement.apply(verts[i])

@@ -31,7 +31,7 @@ class Placement:
         scale: metres per view-frame unit (float).
         center: (3,) float64 metres, optical frame.
         rotation: (3, 3) float64 view frame -> optical frame.
-        source: "depth", "distance" or "size": what fixed the distance.
+        source: "depth", "distance", "size" or "table" (:func:`rest_on_plane`): what fixed the distance.
     """
 
     scale: float
@@ -43,6 +43,28 @@ class Placement:
         """Place view-frame points (..., 3) -> (..., 3) float32 metres in the optical frame."""
         v = np.asarray(vertices, dtype=np.float64)
         return (self.scale * v @ self.rotation.T + self.center).astype(np.float32)
+
+
+def rest_on_plane(placement: Placement, vertices, plane, *, limits: tuple[float, float] = (0.2, 5.0)):
+    """Scale a placement about the camera centre so the mesh's lowest point touches ``plane``.
+
+    Scaling about the optical centre leaves every pixel where it is, so the mask still fits, and the height
+    above the plane is linear in the scale factor: the factor is exact in one step. This places an object the
+    depth camera does not see (glass, black) that stands on a table whose plane it does see; its distance
+    then follows from the predicted shape (where its lowest point lies), which is why the shape matters.
+
+    vertices (V, 3) view frame; plane (n (3,), d) with n.X + d = height (camera side positive).
+    Returns (Placement with source "table", factor) or (the input placement, 1.0) when the factor is not
+    finite or leaves ``limits`` (the plane is above the object, or nearly parallel to the viewing rays).
+    """
+    n, d = np.asarray(plane[0], np.float64), float(plane[1])
+    X = placement.apply(vertices).astype(np.float64)
+    low = float((X @ n).min())
+    k = -d / low if low < 0 else float("nan")
+    if not (np.isfinite(k) and limits[0] <= k <= limits[1]):
+        return placement, 1.0
+    return Placement(scale=placement.scale * k, center=placement.center * k, rotation=placement.rotation,
+                     source="table"), k
 
 
 def _check_vertices(vertices) -> np.ndarray:

@@ -671,3 +671,62 @@ def segment_labels(labels, *, min_pixels: int = 100, max_objects: int = 10, dept
     order = np.argsort(-counts, kind="stable")[:max_objects]
     items = [(labels == values[i], (0, 0), 1.0, int(values[i])) for i in order]
     return _finish(items, (H, W), depth, K, max_objects)
+
+
+def segment_depth_holes(depth, K, plane, detections=(), *, min_pixels: int = 100, max_objects: int = 10,
+                        min_ring_valid: float = 0.8, min_width: int = 8, max_area_fraction: float = 0.25,
+                        start_label: int = 1) -> list[Detection]:
+    """Objects the depth camera returns nothing for (glass, black, shiny): holes in the depth on the table.
+
+    A hole is a 4-connected region of invalid depth, not touching the image border, at least ``min_pixels``
+    large, ``min_width`` pixels across (sensor shadows are thin bands) and at most ``max_area_fraction`` of
+    the image, whose 3-pixel surrounding ring holds valid depth on at least ``min_ring_valid`` of its pixels,
+    most of them on or above ``plane`` (the table it stands on), and which overlaps no detection. Needs the
+    table plane ``(n, d)`` (None -> no holes).
+
+    Returns:
+        :class:`Detection` list (score 0.5, empty ``points`` / ``pixels``: the object has no depth), labels
+        from ``start_label`` on.
+    """
+    import cv2
+
+    if plane is None:
+        return []
+    K = check_intrinsics(K)
+    depth = check_depth(depth, np.shape(depth)[:2])
+    H, W = depth.shape
+    invalid = ~(depth > 0)
+    taken = np.zeros((H, W), bool)
+    for d in detections:
+        taken |= d.mask
+    count, lab, stats, _ = cv2.connectedComponentsWithStats(invalid.astype(np.uint8), connectivity=4)
+    n, dist = plane
+    items = []
+    kernel = np.ones((7, 7), np.uint8)
+    for k in range(1, count):
+        x, y, w, h, area = stats[k]
+        if area < min_pixels or area > max_area_fraction * H * W or min(w, h) < min_width:
+            continue
+        if x == 0 or y == 0 or x + w == W or y + h == H:
+            continue
+        x0, y0, x1, y1 = max(0, x - 4), max(0, y - 4), min(W, x + w + 4), min(H, y + h + 4)
+        sub = lab[y0:y1, x0:x1] == k
+        if (sub & taken[y0:y1, x0:x1]).any():
+            continue
+        ring = cv2.dilate(sub.astype(np.uint8), kernel).astype(bool) & ~sub
+        zr = depth[y0:y1, x0:x1][ring]
+        ok = zr > 0
+        if ok.mean() < min_ring_valid:
+            continue
+        pts, _ = backproject(depth[y0:y1, x0:x1], _shift_K(K, x0, y0), ring)
+        if len(pts) == 0 or np.median(pts @ n + dist) < -0.01:  # below the table: not standing on it
+            continue
+        m = sub.copy()
+        m = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
+        if m.sum() >= min_pixels:
+            items.append((m, (x0, y0), 0.5, None))
+    dets = _finish(items, (H, W), None, K, max_objects)
+    for i, d in enumerate(dets):
+        d.label = start_label + i
+        d.points, d.pixels = np.zeros((0, 3), np.float32), np.zeros((0, 2), np.int32)
+    return dets
