@@ -48,7 +48,8 @@ def test_network_outputs_and_template_at_init():
     tv, tf = ico_sphere(3)
     assert net.template.shape == (642, 3) and net.faces.shape == (1280, 3) and net.faces.dtype == torch.int64
     assert torch.equal(net.faces, tf)
-    x = torch.rand(3, 4, 64, 64)
+    assert net.in_channels == 6  # RGB-D by default
+    x = torch.rand(3, 6, 64, 64)
     out = net(x)
     assert out["vertices"].shape == (3, 642, 3) and out["vertices"].dtype == torch.float32
     assert out["colors"].shape == (3, 642, 3) and out["sh"].shape == (3, 9)
@@ -66,7 +67,7 @@ def test_network_is_batch_independent_and_normalised():
     net = DIBRNet(TINY)
     with torch.no_grad():
         net.residual_scale.fill_(0.5)  # deformed meshes
-        x = torch.rand(4, 4, 32, 32)
+        x = torch.rand(4, 6, 32, 32)
         full = net(x)
         single = [net(x[i:i + 1]) for i in range(4)]
     for i in range(4):
@@ -208,7 +209,7 @@ def test_predictor_framing_depends_only_on_the_masked_object():
     big_rgb[50:90, 20:50], big_mask[50:90, 20:50] = rgb, mask  # same object, other crop, other background
     x1, x2 = p.preprocess([rgb], [mask]), p.preprocess([big_rgb], [big_mask])
     torch.testing.assert_close(x1, x2)
-    assert x1.shape == (1, 4, 32, 32)
+    assert x1.shape == (1, 6, 32, 32)
     m = x1[0, 3]
     assert set(torch.unique(m).tolist()) <= {0.0, 1.0}
     assert float(x1[0, :3][:, m == 0].abs().max()) == 0.0  # background zeroed
