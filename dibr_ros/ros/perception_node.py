@@ -164,6 +164,8 @@ PIPELINE_PARAMETERS = (
     P("complete_with_depth", _PC["complete_with_depth"], "Correct each mesh with the measured depth: align it "
       "to the object's points, rest it on the table plane, carve it out of space the camera sees through, move "
       "its front onto the measured surface."),
+    P("depth_holes", _PC["depth_holes"], "Also detect objects the depth camera returns nothing for (holes in the "
+      "depth on the table: glass, black) and stand each on the table plane."),
     P("completion_margin", _PC["completion_margin"], "Depth tolerance (m) for 'the camera sees this point' "
       "(completion and cloud fusion).", False, 1e-4, 0.5),
     P("support_contact", _PC["support_contact"], "An object whose lowest measured point is at most this high "
