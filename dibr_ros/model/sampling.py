@@ -52,13 +52,15 @@ class CropSampler:
     (object units, 0 on background; only with ``with_depth``, an extra feature channel to rasterise);
     ``R`` (B, W, 3, 3), ``eye`` (B, W, 3) world->camera (OpenGL, object frame); ``K`` (B, W, 3, 3) crop
     intrinsics (pixels); ``view_rot`` (B, W, 3, 3) object frame -> view frame (ground truth in the view
-    frame of view w: ``vertices @ view_rot[:, w]^T``); ``object_index`` (B,) int64. Deterministic given the
-    seed; state_dict()/load_state_dict() resume the stream exactly.
+    frame of view w: ``vertices @ view_rot[:, w]^T``); ``object_index`` (B,) int64; with ``surface_points``
+    > 0 also ``surface`` (B, W, P, 3): that many fixed area-weighted samples of each object's surface in the
+    view frame of each view (3D supervision). Deterministic given the seed; state_dict()/load_state_dict()
+    resume the stream exactly.
     """
 
     def __init__(self, objects: dict, views: int = 2, size: int = 64, crop_scale: float = 1.15, seed: int = 0,
                  distance: tuple[float, float] = (2.5, 8.0), jitter: bool = True, backend: str = "auto",
-                 device: str | torch.device = "cpu", with_depth: bool = True):
+                 device: str | torch.device = "cpu", with_depth: bool = True, surface_points: int = 0):
         if views < 1 or size < 8:
             raise ValueError("views must be >= 1 and size >= 8")
         if not 1.0 < distance[0] <= distance[1]:
@@ -71,6 +73,16 @@ class CropSampler:
         self.jitter, self.backend, self.device = bool(jitter), backend, torch.device(device)
         self.with_depth = bool(with_depth)
         self.generator = torch.Generator().manual_seed(int(seed))
+        self.surface = None
+        if surface_points > 0:  # fixed per object (own generator: the batch stream stays as without them)
+            from dibr_ros.render.mesh import sample_points
+
+            g = torch.Generator().manual_seed(12345)
+            p = self.packed
+            valid = torch.arange(p["faces"].shape[1], device=p["faces"].device)[None] < p["num_faces"][:, None]
+            self.surface = torch.cat([sample_points(p["vertices"][i:i + 1].float(), p["faces"][i:i + 1].long(),
+                                                    int(surface_points), g, valid[i:i + 1])
+                                      for i in range(len(self.names))])
 
     def __len__(self) -> int:
         return len(self.names)
@@ -129,4 +141,6 @@ class CropSampler:
         }
         if self.with_depth:
             batch["depth"] = out["depth"].reshape(b, w, s, s)
+        if self.surface is not None:
+            batch["surface"] = self.surface[idx.to(self.surface.device)][:, None] @ batch["view_rot"].transpose(-1, -2)
         return batch

@@ -72,6 +72,7 @@ TRAIN_DEFAULTS: dict = {
     # RGB-D networks: per-image probabilities of no depth / holes / a missing region (inputs.depth_dropout)
     "depth_dropout": {"p_none": 0.3, "p_holes": 0.35, "p_region": 0.2},
     "depth_noise": 0.02,  # max std of the normalised depth's noise (~1 mm on a 5 cm object at 0.6 m)
+    "surface_points": 512,  # true-surface samples per object for the chamfer loss (when its weight is > 0)
 }
 
 
@@ -173,6 +174,7 @@ class Trainer:
         self.loss_fn = DIBRLoss(self.net.faces.cpu(), self.net.template.shape[0], cfg["loss_weights"],
                                 multiview=cfg["multiview"], backend=cfg["backend"]).to(self.device)
         self._needs_depth = self.net.uses_depth or self.loss_fn.weights["depth"] > 0
+        self._surface_points = int(cfg["surface_points"]) if self.loss_fn.weights["chamfer"] > 0 else 0
         # The residual scale starts at 0 and Adam moves a scalar by ~lr per step: give it its own rate, or
         # the offsets stay tiny for thousands of steps (the re-implementation trained 470k steps at 1e-4).
         rest = [p for n, p in self.net.named_parameters() if n != "residual_scale"]
@@ -185,7 +187,7 @@ class Trainer:
         self.sampler = CropSampler(train, cfg["views"], size, self.net.config["crop_scale"],
                                    seed=int(cfg["seed"]) * 1000 + rank, distance=tuple(cfg["distance"]),
                                    jitter=cfg["jitter"], backend=cfg["backend"], device=self.device,
-                                   with_depth=self._needs_depth)
+                                   with_depth=self._needs_depth, surface_points=self._surface_points)
         self.num_train = len(self.sampler)
         self.step = 0
         self.elapsed = 0.0
@@ -274,7 +276,8 @@ class Trainer:
             objs = load_objects(cfg["val_split"], cfg["val_objects"])
             s = CropSampler(objs, max(2, int(cfg["views"])), self.net.input_size, self.net.config["crop_scale"],
                             seed=int(cfg["val_seed"]), distance=tuple(cfg["distance"]), jitter=cfg["jitter"],
-                            backend=cfg["backend"], device=self.device, with_depth=self._needs_depth)
+                            backend=cfg["backend"], device=self.device, with_depth=self._needs_depth,
+                            surface_points=self._surface_points)
             with torch.no_grad():
                 self._val_batch = s.sample(len(s), index=torch.arange(len(s)))
         b = self._val_batch
@@ -304,6 +307,8 @@ class Trainer:
             metrics["iou_novel_rgb"] = float(iou_r[:, ~eye_w].mean())
         if self.loss_fn.weights["depth"] > 0:  # mean |depth error| (object units) where both cover a pixel
             metrics["depth_l1"] = float(out["depth"])
+        if self.loss_fn.weights["chamfer"] > 0:
+            metrics["chamfer"] = float(out["chamfer"])
         self._write_val_image(b, r)
         return metrics
 

@@ -23,6 +23,7 @@ __all__ = [
     "vertex_adjacency",
     "gather_faces",
     "normalize_mesh",
+    "sample_points",
 ]
 
 
@@ -251,3 +252,26 @@ def normalize_mesh(vertices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
     if bool((radius.detach() <= 0).any()):
         raise ValueError("mesh has zero extent (all vertices coincide)")
     return centered / radius[..., None, None], center, radius
+
+
+def sample_points(vertices: torch.Tensor, faces: torch.Tensor, n: int,
+                  generator: torch.Generator | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Area-weighted uniform surface samples, differentiable in the vertices (the face choice is not).
+
+    vertices (B, V, 3); faces (F, 3) shared or (B, F, 3) per mesh; valid (B, F) bool faces to use (padding);
+    n samples per mesh -> (B, n, 3).
+    """
+    b = vertices.shape[0]
+    fidx = faces.unsqueeze(0).expand(b, -1, -1) if faces.dim() == 2 else faces
+    tri = torch.gather(vertices, 1, fidx.reshape(b, -1, 1).expand(-1, -1, 3)).reshape(b, -1, 3, 3)
+    with torch.no_grad():
+        area = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1).norm(dim=-1)
+        if valid is not None:
+            area = area * valid
+        pick = torch.multinomial(area.cpu().clamp_min(0) + 1e-12, n, replacement=True,
+                                 generator=generator).to(vertices.device)
+        u, v = torch.rand(2, b, n, 1, generator=generator).to(vertices)
+        flip = u + v > 1  # fold the unit square onto the triangle: uniform barycentrics
+        u, v = torch.where(flip, 1 - u, u), torch.where(flip, 1 - v, v)
+    t = torch.gather(tri, 1, pick[..., None, None].expand(-1, -1, 3, 3))
+    return t[:, :, 0] + u * (t[:, :, 1] - t[:, :, 0]) + v * (t[:, :, 2] - t[:, :, 0])
