@@ -292,3 +292,52 @@ def test_depth_holes_find_an_object_without_depth():
     shadow[200:203, 100:400] = np.nan
     d2, p2 = segment_depth(shadow, K, return_plane=True)
     assert segment_depth_holes(shadow, K, p2, d2) == []
+
+
+# --- 3D supervision --------------------------------------------------------------------------------------
+
+def test_chamfer_loss_matches_the_definition_and_its_gradient():
+    from dibr_ros.model.losses import chamfer_loss
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 50, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(3, 40, 3, dtype=torch.float64, generator=g)
+    d = torch.cdist(a, b)
+    ref = 0.5 * (d.amin(2).mean() + d.amin(1).mean())
+    got = chamfer_loss(a, b)
+    torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(torch.autograd.grad(got, a)[0], torch.autograd.grad(ref, a)[0])
+    assert float(chamfer_loss(b, b)) == 0.0
+
+
+def test_sample_points_area_weighted_on_the_surface():
+    from dibr_ros.render.mesh import sample_points
+
+    # two triangles of different areas in the z = 0 plane
+    v = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [3, 0, 0], [0, 3, 0]]])
+    f = torch.tensor([[0, 1, 2], [1, 3, 4]])
+    p = sample_points(v, f, 20000, torch.Generator().manual_seed(1))
+    assert p.shape == (1, 20000, 3) and float(p[..., 2].abs().max()) == 0.0
+    first = (p[0, :, 0] + p[0, :, 1] <= 1 + 1e-6).float().mean()
+    area1 = 0.5
+    area2 = 0.5 * abs(float(torch.linalg.cross(v[0, 3] - v[0, 1], v[0, 4] - v[0, 1])[2]))
+    assert float(first) == pytest.approx(area1 / (area1 + area2), abs=0.02)
+    valid = torch.tensor([[True, False]])
+    q = sample_points(v, f, 500, torch.Generator().manual_seed(1), valid)
+    assert bool((q[0, :, 0] + q[0, :, 1] <= 1 + 1e-6).all())  # padding faces are never sampled
+
+
+def test_sampler_surface_targets_lie_on_the_object_in_the_view_frame():
+    from dibr_ros.eval.metrics import distance_to_shape
+    from dibr_ros.model.sampling import CropSampler, load_objects
+
+    objs = load_objects("hh_val", names=["hh_mug_050", "hh_knife_049"])
+    s = CropSampler(objs, views=2, size=32, seed=0, surface_points=256)
+    b = s.sample(2, index=torch.tensor([0, 1]))
+    assert b["surface"].shape == (2, 2, 256, 3)
+    for i in range(2):
+        ob = library.load_object(objs["names"][i])
+        for w in range(2):
+            back = (b["surface"][i, w] @ b["view_rot"][i, w]).double().numpy()  # view frame -> object frame
+            dist = distance_to_shape(back, ob.vertices.astype(np.float64), ob.faces)
+            assert float(np.max(dist)) < 1e-4
