@@ -53,8 +53,9 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}"
 
 
-def make_pipelines(weights: str | None, device: str, family: str) -> dict:
-    """{"node": shipped predictor, "ablation": SpherePredictor} pipelines with the family's settings."""
+def make_pipelines(weights: str | None, device: str, family: str, overrides: dict | None = None) -> dict:
+    """{"node": shipped predictor, "ablation": SpherePredictor} pipelines with the family's settings
+    (and PipelineConfig ``overrides``)."""
     from dibr_ros.model.predictor import Predictor
     from dibr_ros.perception.pipeline import PerceptionPipeline
     from dibr_ros.perception.synthetic import SpherePredictor
@@ -62,6 +63,7 @@ def make_pipelines(weights: str | None, device: str, family: str) -> dict:
     cfg = {"debug_image": False}
     if FAMILIES[family].depth == "none":
         cfg["default_object_size"] = RGB_ONLY_SIZE_M
+    cfg.update(overrides or {})
     return {"node": PerceptionPipeline(Predictor.load(weights or None, device=device), cfg),
             "ablation": PerceptionPipeline(SpherePredictor(), cfg)}
 
@@ -107,11 +109,11 @@ def rgb_only_rows(res, frame, min_visible_px: int = 100) -> list[dict]:
 
 
 def run_family(family: str, scenes: int, seed0: int, weights: str | None, device: str, views: int,
-               progress=None) -> dict:
+               progress=None, overrides: dict | None = None) -> dict:
     """Scenes seed0..seed0+scenes-1 of a family, ``views`` orbiting views each, through the node and the
     ablation pipelines. Returns rows per method (and per-frame latency of the node)."""
     fam = FAMILIES[family]
-    pipes = make_pipelines(weights, device, family)
+    pipes = make_pipelines(weights, device, family, overrides)
     out = {"node": [], "ablation": [], "node_full": [], "removed": [], "lat": [], "rgb": {"node": [], "ablation": []}}
     for k in range(scenes):
         seed = seed0 + k
@@ -275,18 +277,29 @@ def main(argv=None) -> int:
     ap.add_argument("--ros-frames", type=int, default=6, help="ros mode: processed frames per set")
     ap.add_argument("--sets", nargs="+", default=["test", "ood"], choices=("test", "ood", "val"),
                     help="ros mode: object sets (val: for choosing settings without looking at test)")
-    ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=100, help="first scene seed (test scenes 100+, val scenes 500+)")
+    ap.add_argument("--pipeline", action="append", default=[], metavar="KEY=VALUE",
+                    help="direct mode: PipelineConfig override for both rows, e.g. hidden_surface=fused")
     ap.add_argument("--weights", default="", help="checkpoint (default: shipped weights)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "43") or 43))
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "RESULTS_e2e.md"))
     args = ap.parse_args(argv)
+    import yaml
+
+    overrides = {}
+    for item in args.pipeline:
+        key, sep, val = item.partition("=")
+        if not sep:
+            ap.error(f"--pipeline expects KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(val)
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(REPO, ".torch_ext"))
     t0 = time.time()
     lines = ["# End-to-end benchmark (simulated tabletop camera vs ground truth)", "",
              f"- command: `.venv/bin/python bench/e2e_bench.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
              f"- machine: {machine()}; date {time.strftime('%Y-%m-%d %H:%M')}",
-             f"- weights: {args.weights or 'shipped dibr_ros/weights/default.pt'}; device {args.device}",
+             f"- weights: {args.weights or 'shipped dibr_ros/weights/default.pt'}; device {args.device}; "
+             f"pipeline overrides {args.pipeline or 'none'}",
              "- truth: each object's outer surface (`mesh_metrics(gt_surface=\"outer\")`: the simulator's meshes "
              "are glued parts; walls inside the solid are left out), camera frame, millimetres", ""]
     if args.mode in ("direct", "both"):
@@ -298,7 +311,7 @@ def main(argv=None) -> int:
         for fam in args.families:
             res = run_family(fam, args.scenes, args.seed, args.weights, args.device, args.views,
                              progress=lambda f, k, n: print(f"  {f}: scene {k}/{n} ({time.time() - t0:.0f} s)",
-                                                            flush=True))
+                                                            flush=True), overrides=overrides)
             tab, heads[fam] = family_table(fam, res)
             lat = res["lat"]
             tab += [f"Node latency (pipeline.process, {len(lat)} frames): p50 {np.percentile(lat, 50):.0f} ms, "

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .completion import complete_mesh, fit_to_points, fuse_observed, rests_on, support_volume_samples
+from .completion import complete_mesh, fit_to_points, fuse_observed, rests_on, support_volume_samples, visibility
 from .crops import Crop, make_crops, stack_crops
 from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, project
 from .placement import Placement, place_mesh, rest_on_plane
@@ -28,7 +28,7 @@ from .segmentation import (
 )
 
 DEBUG_RENDERERS = ("auto", "dibr", "opencv")
-HIDDEN_SURFACES = ("support", "mesh")
+HIDDEN_SURFACES = ("support", "mesh", "fused")
 _log = logging.getLogger(__name__)
 
 
@@ -528,13 +528,16 @@ class PerceptionPipeline:
             observed = c.add_observed_points and det.points is not None and len(det.points) > 0
             hidden = None
             # (a plane is only found with depth)
-            if observed and c.hidden_surface == "support" and plane is not None \
+            if observed and c.hidden_surface in ("support", "fused") and plane is not None \
                     and rests_on(det.points, plane, c.support_contact):
                 try:
                     hidden = support_volume_samples(det.points, plane, K, depth, cell=c.support_cell,
                                                     margin=c.completion_margin)
                 except ValueError as exc:
                     warnings.append(f"object {det.label}: support volume skipped: {exc}")
+                if hidden is not None and c.hidden_surface == "fused":
+                    hidden = np.concatenate([hidden, self._beyond_support(placed, faces, hidden, det.points, K,
+                                                                          depth, c, seed=c.seed + i)])
             if hidden is not None:
                 # The network's texture colours the hidden side.
                 near = cKDTree(placed).query(hidden)[1] if len(hidden) else np.zeros(0, np.int64)
@@ -568,6 +571,22 @@ class PerceptionPipeline:
                 center=center, placement=placement, crop=crop,
                 instance=int(det.label) if 0 < det.label < 2**31 else i + 1, completed=completed))
         return objects, warnings, t_place, t_complete, t_sample
+
+    @staticmethod
+    def _beyond_support(placed, faces, support, observed, K, depth, c, seed: int) -> np.ndarray:
+        """Hidden samples of the network's completed mesh that the support volume does not explain: farther
+        than 3 support cells from its samples and the measured points (the back of an object a low camera
+        sees only the front of)."""
+        from scipy.spatial import cKDTree
+
+        pts, _ = sample_surface(placed, faces, c.points_per_object, None, seed=seed)
+        _, behind, _ = visibility(pts, K, depth, c.completion_margin)
+        pts = pts[behind]
+        ref = np.concatenate([np.asarray(support, np.float32).reshape(-1, 3), np.asarray(observed, np.float32)])
+        if len(pts) == 0 or len(ref) == 0:
+            return pts.reshape(-1, 3).astype(np.float32)
+        far = cKDTree(ref).query(pts)[0] > 3.0 * c.support_cell
+        return pts[far].astype(np.float32)
 
     @property
     def overlay_renderer(self) -> str:
