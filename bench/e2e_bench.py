@@ -26,6 +26,7 @@ sphere, F@0.10 as in the model benchmark).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -109,10 +110,12 @@ def rgb_only_rows(res, frame, min_visible_px: int = 100) -> list[dict]:
 
 
 def run_family(family: str, scenes: int, seed0: int, weights: str | None, device: str, views: int,
-               progress=None, overrides: dict | None = None) -> dict:
+               progress=None, overrides: dict | None = None, val: bool = False) -> dict:
     """Scenes seed0..seed0+scenes-1 of a family, ``views`` orbiting views each, through the node and the
     ablation pipelines. Returns rows per method (and per-frame latency of the node)."""
     fam = FAMILIES[family]
+    if val:  # the same family on validation objects (for choosing settings without looking at test)
+        fam = dataclasses.replace(fam, objects=fam.objects.replace("hh_test", "hh_val").replace("test", "val"))
     pipes = make_pipelines(weights, device, family, overrides)
     out = {"node": [], "ablation": [], "node_full": [], "removed": [], "lat": [], "rgb": {"node": [], "ablation": []}}
     for k in range(scenes):
@@ -278,6 +281,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", nargs="+", default=["test", "ood"], choices=("test", "ood", "val"),
                     help="ros mode: object sets (val: for choosing settings without looking at test)")
     ap.add_argument("--seed", type=int, default=100, help="first scene seed (test scenes 100+, val scenes 500+)")
+    ap.add_argument("--val", action="store_true", help="direct mode: val and hh_val objects instead of test")
     ap.add_argument("--pipeline", action="append", default=[], metavar="KEY=VALUE",
                     help="direct mode: PipelineConfig override for both rows, e.g. hidden_surface=fused")
     ap.add_argument("--weights", default="", help="checkpoint (default: shipped weights)")
@@ -311,7 +315,7 @@ def main(argv=None) -> int:
         for fam in args.families:
             res = run_family(fam, args.scenes, args.seed, args.weights, args.device, args.views,
                              progress=lambda f, k, n: print(f"  {f}: scene {k}/{n} ({time.time() - t0:.0f} s)",
-                                                            flush=True), overrides=overrides)
+                                                            flush=True), overrides=overrides, val=args.val)
             tab, heads[fam] = family_table(fam, res)
             lat = res["lat"]
             tab += [f"Node latency (pipeline.process, {len(lat)} frames): p50 {np.percentile(lat, 50):.0f} ms, "

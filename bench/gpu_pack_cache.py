@@ -1,6 +1,6 @@
 """Pack the mesh cache the GPU training needs into ``.gpu_carry/dibr_cache`` (run here, before the device call).
 
-    .venv/bin/python bench/gpu_pack_cache.py            # train + val splits
+    .venv/bin/python bench/gpu_pack_cache.py            # train + val splits, household ones too
     then: run(command="bash bench/gpu_train.sh", carry=[".gpu_carry"], timeout_s=600)
 
 Loads every object of the given splits through :mod:`dibr_ros.data.library` (which fills the local cache
@@ -26,7 +26,7 @@ from dibr_ros.data import library
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dest", default=".gpu_carry/dibr_cache")
-    ap.add_argument("--splits", nargs="+", default=["train", "val"], choices=library.SPLITS)
+    ap.add_argument("--splits", nargs="+", default=["train", "val", "hh_train", "hh_val"], choices=library.SPLITS)
     a = ap.parse_args(argv)
     out = os.path.join(a.dest, f"library_v{library.LIBRARY_VERSION}")
     os.makedirs(out, exist_ok=True)

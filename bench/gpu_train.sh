@@ -103,7 +103,8 @@ train_session() {
   timeout --signal=INT --kill-after=15 "$(( left > 30 ? left : 30 ))" \
     python3 -m dibr_ros.model.train --run-dir "$run" --device "$device" --backend "$backend" \
       --batch-size 64 --views 3 --lr 5e-4 --steps 10000000 --val-every 1000 --ckpt-every 500 --val-objects 48 \
-      --max-minutes "$max_minutes" --no-progress --set loss_weights.depth=1.0 --set init_from="$init" \
+      --max-minutes "$max_minutes" --no-progress --set loss_weights.depth=1.0 --set loss_weights.chamfer=2.0 --set train_split=train+hh_train \
+      --set val_split=val+hh_val --set init_from="$init" \
       "${resume[@]}" "${EXTRA[@]}"
   local train_rc=$?
   echo "== train exit code $train_rc ($(( $(date +%s) - T0 )) s since start)"

@@ -23,7 +23,7 @@ import tempfile
 import torch
 
 from dibr_ros.model.checkpoint import load_checkpoint, save_checkpoint
-from dibr_ros.model.network import DIBRNet
+from dibr_ros.model.network import DIBRNet, checkpoint_network_config
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -46,13 +46,14 @@ def check_backend(shipped: str) -> str:
     from dibr_ros.model.sampling import CropSampler, load_objects, network_input
 
     cfg, state, _ = load_checkpoint(shipped)
-    net = DIBRNet(cfg)
+    net = DIBRNet(checkpoint_network_config(cfg))
     net.load_state_dict({k: v.float() for k, v in state.items()})
     net.eval()
     objs = load_objects("val", 8)
     batch = CropSampler(objs, 2, net.input_size, net.config["crop_scale"], seed=7, backend="cpu").sample(8)
     with torch.no_grad():
-        pred = net(network_input(batch["rgb"], batch["mask"]))
+        pred = net(network_input(batch["rgb"], batch["mask"], batch.get("depth"), batch["K"][..., 0, 0],
+                                 channels=net.in_channels))
     shaded = shade_vertices(pred["vertices"], net.faces, pred["colors"], pred["sh"])
     R, eye, K = (batch[k].flatten(0, 1) for k in ("R", "eye", "K"))
     world = view_to_world(pred["vertices"], R)
