@@ -3,6 +3,7 @@
     python -m dibr_ros.data render --split val --out DIR [--size 128 --views 8 --seed 0 --max-objects N]
     python -m dibr_ros.data render --split all --out DIR     # val, test and ood into DIR/<split>
     python -m dibr_ros.data sheet --split val --out contact_val.png [--objects 24 --views 4 --size 96]
+    python -m dibr_ros.data sheet --split hh_test --objects 28 --out bench/contact_household.png
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     r.add_argument("--device", default="cpu")
     r.add_argument("--backend", default="auto", choices=("auto", "reference", "cpu", "cuda"))
     s = sub.add_parser("sheet", help="contact sheet PNG of a split")
-    s.add_argument("--split", required=True, choices=("train", *EVAL_SPLITS))
+    s.add_argument("--split", required=True, choices=("train", *EVAL_SPLITS, "hh_train", "hh_val", "hh_test"))
     s.add_argument("--out", required=True)
     s.add_argument("--objects", type=int, default=24)
     s.add_argument("--views", type=int, default=4)
