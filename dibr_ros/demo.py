@@ -1,6 +1,8 @@
 """``make demo``: simulated tabletop camera + perception node, results and a report in ``out/demo/``.
 
     python -m dibr_ros.demo --out out/demo [--frames 8] [--objects test|ood|files] [--seed 0]
+    python -m dibr_ros.demo --elevation 15 --distance 0.8           # a low head camera
+    python -m dibr_ros.demo --family lifted                         # a scene family of bench/e2e_bench.py
 
 Starts ``sim_camera`` and ``perception_node`` as two processes talking over loopback DDS (this tool sets
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and a ``ROS_DOMAIN_ID`` for itself and its children; the
@@ -25,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from dibr_ros.sim.families import FAMILIES
 
 #: Camera topics run RELIABLE in the demo: best-effort Fast DDS loses most 640x480 frames on loopback.
 NODE_NAME = "dibr_perception"
@@ -477,8 +481,9 @@ def write_report(path: str, args, frames: list[Collected], evals: list[list[Obje
     lines = [
         "# dibr_ros demo report", "",
         f"- command: `python -m dibr_ros.demo {' '.join(sys.argv[1:])}`",
-        f"- scene: objects `{args.objects}`, seed {args.seed}, up to {args.max_objects} objects, "
-        f"{args.width}x{args.height} @ {args.rate:g} Hz, orbit {args.orbit:g} deg/s",
+        f"- scene: objects `{family_sim_params(args)[0]['objects']}`, family {args.family or 'none'}, seed "
+        f"{args.seed}, up to {args.max_objects} objects, {args.width}x{args.height} @ {args.rate:g} Hz, orbit "
+        f"{args.orbit:g} deg/s",
         f"- node device: {diag.get('device', 'n/a')}; frames used: {len(frames)}; "
         f"wall time {wall_s:.1f} s (startup to first output {startup_s:.1f} s)",
         "- node counters: " + ", ".join(f"{k[7:]} {v}" for k, v in diag.items() if k.startswith("frames_")),
@@ -518,7 +523,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m dibr_ros.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
     ap.add_argument("--frames", type=int, default=8, help="processed frames to collect (default 8)")
-    ap.add_argument("--objects", default="test", help="test | ood | comma-separated URDF/mesh files")
+    ap.add_argument("--objects", default=None,
+                    help="test | ood | hh_test | ... | comma-separated URDF/mesh files (default test, or the family's)")
+    ap.add_argument("--family", default=None, choices=sorted(FAMILIES),
+                    help="scene family (dibr_ros.sim.families): objects, camera elevation and distance, a lifted "
+                         "object, missing depth (no_depth), RGB only (rgb_only: the node gets no depth)")
+    ap.add_argument("--elevation", type=float, default=None, help="camera elevation above the table (deg; "
+                    "default 55, or the family's)")
+    ap.add_argument("--distance", type=float, default=None, help="camera distance to the table centre (m; "
+                    "default 0.55, or the middle of the family's range)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-objects", type=int, default=3)
     ap.add_argument("--rate", type=float, default=1.0, help="sim camera frames per second")
@@ -533,6 +546,26 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def family_sim_params(args) -> tuple[dict, bool]:
+    """sim_camera parameters of the demo's options (a family's settings, explicit options first) and
+    whether the node uses depth."""
+    fam = FAMILIES[args.family] if args.family else None
+    sim = dict(objects=args.objects or (fam.objects if fam else "test"), seed=args.seed,
+               max_objects=args.max_objects, rate=args.rate, width=args.width, height=args.height,
+               orbit_deg_per_s=args.orbit, renderer=args.renderer, reliability="reliable")
+    elevation = args.elevation if args.elevation is not None else (fam.elevation_deg if fam else None)
+    distance = args.distance if args.distance is not None else (sum(fam.distance) / 2 if fam else None)
+    if elevation is not None:
+        sim["elevation_deg"] = float(elevation)
+    if distance is not None:
+        sim["distance"] = float(distance)
+    if fam and fam.lift:
+        sim["lift_min"], sim["lift_max"] = float(fam.lift[0]), float(fam.lift[1])
+    if fam and fam.depth == "drop_one":
+        sim["depth_condition"] = "drop_one"
+    return sim, not (fam and fam.depth == "none")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.monotonic()
@@ -541,12 +574,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    sim_params = dict(objects=args.objects, seed=args.seed, max_objects=args.max_objects, rate=args.rate,
-                      width=args.width, height=args.height, orbit_deg_per_s=args.orbit, renderer=args.renderer,
-                      reliability="reliable")
+    sim_params, use_depth = family_sim_params(args)
     node_params = dict(device=args.device, weights=args.weights, input_reliability="reliable",
-                       use_depth=True, diagnostic_period=1.0)
-    print(f"demo: sim_camera ({args.objects}, seed {args.seed}) + perception_node ({args.device}), "
+                       use_depth=use_depth, diagnostic_period=1.0)
+    print(f"demo: sim_camera ({sim_params['objects']}, seed {args.seed}, family {args.family or 'none'}) + "
+          f"perception_node ({args.device}), "
           f"ROS_DOMAIN_ID={args.domain_id}, loopback only; collecting {args.frames} frames ...", flush=True)
     session = RosSession(os.path.join(out, "logs"), sim_params, node_params, args.domain_id)
 

@@ -165,3 +165,19 @@ def _children_in_domain(domain: str) -> list:
         if "dibr_ros.ros." in cmd and f"ROS_DOMAIN_ID={domain}".encode() in env:
             left.append(cmd)
     return left
+
+
+def test_demo_family_and_camera_options_reach_the_sim():
+    from dibr_ros.demo import build_parser, family_sim_params
+
+    sim, depth = family_sim_params(build_parser().parse_args([]))
+    assert sim["objects"] == "test" and "elevation_deg" not in sim and depth  # the sim's defaults
+    sim, depth = family_sim_params(build_parser().parse_args(["--elevation", "15", "--distance", "0.8"]))
+    assert sim["elevation_deg"] == 15.0 and sim["distance"] == 0.8
+    sim, depth = family_sim_params(build_parser().parse_args(["--family", "lifted"]))
+    assert sim["lift_min"] == 0.10 and sim["lift_max"] == 0.20 and sim["objects"] == "test+hh_test"
+    assert sim["elevation_deg"] == 35.0 and sim["distance"] == 0.8 and depth
+    sim, depth = family_sim_params(build_parser().parse_args(["--family", "no_depth", "--elevation", "20"]))
+    assert sim["depth_condition"] == "drop_one" and sim["elevation_deg"] == 20.0  # explicit options first
+    sim, depth = family_sim_params(build_parser().parse_args(["--family", "rgb_only", "--objects", "ood"]))
+    assert not depth and sim["objects"] == "ood"

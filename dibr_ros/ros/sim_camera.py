@@ -26,6 +26,7 @@ from visualization_msgs.msg import MarkerArray
 
 from dibr_ros.ros.conversions import make_camera_info, mesh_marker_array, numpy_to_image
 from dibr_ros.ros.sim_scene import CameraConfig, SceneConfig, SimFrame, TabletopScene
+from dibr_ros.sim.families import apply_depth
 
 
 def parse_objects(spec: str) -> str | list[str]:
@@ -54,7 +55,8 @@ class SimCameraNode(Node):
         ro = {"read_only": True}
         params = [
             ("objects", "test", ParameterDescriptor(
-                description="object set: split name (test | ood | val | train) or comma-separated URDF/mesh "
+                description="object set: split name (test | ood | val | train | hh_test | ..., several joined by "
+                            "'+') or comma-separated URDF/mesh "
                             "files (absolute or relative to pybullet_data)", **ro)),
             ("min_objects", 1, ParameterDescriptor(description="fewest objects per scene",
                                                    integer_range=_int_range(1, 20), **ro)),
@@ -95,6 +97,15 @@ class SimCameraNode(Node):
             ("cache_frames", 0, ParameterDescriptor(
                 description="render this many frames once, then replay them with fresh stamps (0 = live)",
                 integer_range=_int_range(0, 10_000), **ro)),
+            ("lift_min", 0.0, ParameterDescriptor(
+                description="hold the first object this high (m) above the table, at least (0 with lift_max 0: "
+                            "every object rests)", floating_point_range=_float_range(0.0, 2.0), **ro)),
+            ("lift_max", 0.0, ParameterDescriptor(
+                description="at most this high (m); the height is drawn per scene",
+                floating_point_range=_float_range(0.0, 2.0), **ro)),
+            ("depth_condition", "full", ParameterDescriptor(
+                description="full | drop_one (one visible object per frame returns no depth, as glass or black "
+                            "objects do)", **ro)),
             ("max_frames", 0, ParameterDescriptor(
                 description="stop publishing after this many frames (0 = run forever)",
                 integer_range=_int_range(0, 100_000_000), **ro)),
@@ -112,6 +123,12 @@ class SimCameraNode(Node):
         self.cache_frames = int(g("cache_frames").value)
         self.max_frames = int(g("max_frames").value)
         self.publish_mask = bool(g("publish_instance_mask").value)
+        self.depth_condition = str(g("depth_condition").value)
+        if self.depth_condition not in ("full", "drop_one"):
+            raise ValueError(f"depth_condition must be 'full' or 'drop_one', got {self.depth_condition!r}")
+        lift = (float(g("lift_min").value), float(g("lift_max").value))
+        if lift[1] < lift[0]:
+            raise ValueError(f"lift_max {lift[1]} must be >= lift_min {lift[0]}")
         self.camera = CameraConfig(
             width=int(g("width").value), height=int(g("height").value), fov_deg=float(g("fov_deg").value),
             distance=float(g("distance").value), elevation_deg=float(g("elevation_deg").value),
@@ -119,7 +136,7 @@ class SimCameraNode(Node):
         scene_cfg = SceneConfig(
             objects=parse_objects(str(g("objects").value)), min_objects=int(g("min_objects").value),
             max_objects=int(g("max_objects").value), seed=self.seed, mesh_scale=float(g("mesh_scale").value),
-            renderer=str(g("renderer").value))
+            renderer=str(g("renderer").value), lift=lift if lift[1] > 0 else None)
         self.scene = TabletopScene(scene_cfg, self.camera)
 
         qos = QoSProfile(
@@ -161,7 +178,10 @@ class SimCameraNode(Node):
         header.frame_id = self.frame_id
         c = self.camera
         self.pub_image.publish(numpy_to_image(frame.rgb, "rgb8", header))
-        self.pub_depth.publish(numpy_to_image(frame.depth, "32FC1", header))
+        depth = frame.depth
+        if self.depth_condition == "drop_one":
+            depth, _ = apply_depth(frame, "drop_one", self.seed * 1000 + self.frame_index)
+        self.pub_depth.publish(numpy_to_image(depth, "32FC1", header))
         self.pub_info.publish(make_camera_info(frame.K, c.width, c.height, header))
         if self.pub_mask is not None:
             self.pub_mask.publish(numpy_to_image(frame.labels.clip(0, 255).astype("uint8"), "mono8", header))

@@ -61,11 +61,15 @@ def family_configs(family: SceneFamily | str, seed: int, max_objects: int = 3, r
 
 def apply_depth(frame, family: SceneFamily | str, seed: int, min_pixels: int = 300):
     """The depth image a family's camera returns for a rendered ``SimFrame`` -> (depth (H, W) float32 metres
-    with NaN where none, or None for RGB-only; the label whose depth was removed, or None)."""
-    fam = FAMILIES[family] if isinstance(family, str) else family
-    if fam.depth == "none":
+    with NaN where none, or None for RGB-only; the label whose depth was removed, or None). ``family``: a
+    family, its name, or a depth condition of :data:`DEPTH_CONDITIONS`."""
+    if isinstance(family, str) and family in DEPTH_CONDITIONS:
+        condition = family
+    else:
+        condition = (FAMILIES[family] if isinstance(family, str) else family).depth
+    if condition == "none":
         return None, None
-    if fam.depth == "full":
+    if condition == "full":
         return frame.depth, None
     visible = [o.label for o in frame.objects if o.visible_pixels >= min_pixels]
     if not visible:
