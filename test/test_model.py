@@ -327,8 +327,21 @@ def test_checkpoint_refusals(tmp_path):
     assert not marker.exists()
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, str(foreign))
-    with pytest.raises(CheckpointError, match="not a"):
+    with pytest.raises(CheckpointError, match="not a dibr_ros checkpoint: no 'dibr_ros.model/1' format tag"):
         load_checkpoint(str(foreign))
+    # what is wrong with the path, in one line
+    with pytest.raises(CheckpointError, match="is a directory"):
+        Predictor.load(str(tmp_path))
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(CheckpointError, match=r"not a dibr_ros checkpoint: not a zip archive") as info:
+        load_checkpoint(str(noise))
+    assert "\n" not in str(info.value) and "weights_only" not in str(info.value)
+    with pytest.raises(CheckpointError, match="not a dibr_ros checkpoint: it holds Python objects"):
+        load_checkpoint(str(bomb))
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty file"):
+        load_checkpoint(str(tmp_path / "empty.pt"))
     assert issubclass(CheckpointError, ValueError)
 
 

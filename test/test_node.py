@@ -716,6 +716,13 @@ def test_external_label_map_with_thousands_of_labels(tmp_path_factory, scene):
         bad = [Parameter("device", value="cpu"), Parameter("weights", value="/nonexistent/w.pt")]
         with pytest.raises(StartupError, match="cannot load weights '/nonexistent/w.pt'"):
             PerceptionNode(context=ctx, parameter_overrides=bad)
+        # ... a directory, and a file that is no checkpoint, each with what is wrong with it
+        for value, reason in ((str(tmp_path_factory.getbasetemp()), "is a directory"),
+                              (__file__, "not a dibr_ros checkpoint: not a zip archive")):
+            bad = [Parameter("device", value="cpu"), Parameter("weights", value=value)]
+            with pytest.raises(StartupError, match=reason) as info:
+                PerceptionNode(context=ctx, parameter_overrides=bad)
+            assert "\n" not in str(info.value)
         # A label map of another size is refused with the topic named.
         with pytest.raises(ValueError, match="mask is 10x10"):
             node._decode({"image": cv.numpy_to_image(frame["rgb"], "rgb8", h),

@@ -69,18 +69,32 @@ def save_checkpoint(path: str, model: torch.nn.Module | dict, config: dict, meta
 def load_checkpoint(path: str) -> tuple[dict, dict, dict]:
     """Read a checkpoint safely -> (config, state_dict, meta). Raises CheckpointError with the reason."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    if not os.path.exists(path):
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path} is not a regular file")
     try:
         with open(path, "rb") as f:
             data = f.read()
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from e
+    if not data.startswith(b"PK\x03\x04"):
+        # torch.save writes a zip archive; anything else would get torch's weights_only advice, which is
+        # about trusting the file, not about what is wrong with it
+        what = "an empty file" if not data else "not a zip archive (as torch.save writes)"
+        raise CheckpointError(f"{path} is not a dibr_ros checkpoint: {what}")
+    try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
             AttributeError, TypeError, KeyError, IndexError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot load checkpoint {path}: {reason[:300]}") from e
+        if isinstance(e, pickle.UnpicklingError) and "weights_only" in str(e):
+            reason = "it holds Python objects other than tensors and primitives (refused: loading would run code)"
+        raise CheckpointError(f"{path} is not a dibr_ros checkpoint: {reason[:300]}") from e
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a {FORMAT} checkpoint")
+        raise CheckpointError(f"{path} is not a dibr_ros checkpoint: no {FORMAT!r} format tag")
     config, sd, meta = obj.get("config"), obj.get("state_dict"), obj.get("meta")
     if not isinstance(config, dict) or not isinstance(meta, dict) or not isinstance(sd, dict):
         raise CheckpointError(f"{path}: config, state_dict and meta must be dicts")
