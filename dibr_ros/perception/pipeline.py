@@ -73,8 +73,9 @@ class PipelineConfig:
             object's measured points (at most max_observed_points, uniformly subsampled) and, where the
             camera could not see, the hidden surface. hidden_surface: where that comes from: "support" (an
             object resting on the table fills the space between its measured surface and the table,
-            :func:`.completion.support_volume_samples`; other objects use the mesh) or "mesh" (the
-            completed mesh). support_cell [m]: grid pitch and sample spacing of the support volume.
+            :func:`.completion.support_volume_samples`; other objects use the mesh), "mesh" (the
+            completed mesh) or "fused" (support plus the mesh's hidden samples the support volume does
+            not reach). support_cell [m]: grid pitch and sample spacing of the support volume.
             mesh_fit_iterations: with the support volume, the published mesh is shrink-wrapped onto the
             object's cloud (:func:`.completion.fit_to_points`, the network's connectivity and texture kept)
             in this many iterations; 0 = the completed network mesh as is.

@@ -172,7 +172,8 @@ PIPELINE_PARAMETERS = (
       "(m) above the table rests on it.", False, 0.0, 1.0),
     P("hidden_surface", _PC["hidden_surface"], "Source of the surface the camera cannot see in ~/points: support "
       "(an object resting on the table fills the space between its measured surface and the table; other "
-      "objects use the mesh) or mesh (the completed mesh).", choices=("support", "mesh")),
+      "objects use the mesh), mesh (the completed mesh) or fused (support plus the mesh's hidden surface the "
+      "support volume does not reach).", choices=("support", "mesh", "fused")),
     P("support_cell", _PC["support_cell"], "Grid pitch and sample spacing (m) of the support volume.", False,
       0.0005, 0.05),
     P("mesh_fit_iterations", _PC["mesh_fit_iterations"], "With the support volume, the published mesh is "
