@@ -341,3 +341,29 @@ def test_sampler_surface_targets_lie_on_the_object_in_the_view_frame():
             back = (b["surface"][i, w] @ b["view_rot"][i, w]).double().numpy()  # view frame -> object frame
             dist = distance_to_shape(back, ob.vertices.astype(np.float64), ob.faces)
             assert float(np.max(dist)) < 1e-4
+
+
+def test_fused_hidden_surface_adds_only_hidden_mesh_samples():
+    from dibr_ros.perception import synthetic as S
+    from dibr_ros.perception.completion import visibility
+    from dibr_ros.perception.pipeline import PerceptionPipeline
+
+    frame, _, K, _ = S.tabletop_scene(2, seed=3, pitch_deg=20.0)  # a low camera: the backs are unseen
+    out = {}
+    for mode in ("support", "fused"):
+        pipe = PerceptionPipeline(S.SpherePredictor(), {"hidden_surface": mode, "debug_image": False,
+                                                        "mesh_fit_iterations": 0})
+        out[mode] = pipe.process(frame["rgb"], K, frame["depth"]).objects
+    assert len(out["support"]) == len(out["fused"]) == 2
+    for a, b in zip(out["support"], out["fused"]):
+        # clouds: support volume samples, (fused: the mesh's extra hidden samples), then the observed points
+        n_obs = min(len(a.detection.points), 2048)
+        n_sup, n_extra = len(a.points) - n_obs, len(b.points) - len(a.points)
+        assert n_extra >= 0
+        np.testing.assert_array_equal(b.points[:n_sup], a.points[:n_sup])
+        np.testing.assert_array_equal(b.points[n_sup + n_extra:], a.points[n_sup:])
+        extra = b.points[n_sup:n_sup + n_extra]
+        if len(extra):
+            _, hidden, _ = visibility(extra, K, frame["depth"], 0.01)
+            assert hidden.all()  # only where the camera cannot see
+    assert sum(len(b.points) for b in out["fused"]) > sum(len(a.points) for a in out["support"])
