@@ -454,9 +454,12 @@ def run(config: dict, resume: bool = False) -> list[float]:
     return Trainer(config, resume=resume).train()
 
 
-def export_checkpoint(src: str, dst: str, half: bool = True) -> dict:
-    """Copy a model checkpoint to ``dst`` (fp16 tensors when ``half``) -> its meta."""
+def export_checkpoint(src: str, dst: str, half: bool = True, metrics: dict | None = None) -> dict:
+    """Copy a model checkpoint to ``dst`` (fp16 tensors when ``half``) -> its meta. ``metrics``: benchmark
+    figures to record in ``meta["metrics"]["benchmarks"]`` (the shipped model carries its own record)."""
     config, state, meta = load_checkpoint(src)
+    if metrics:
+        meta = {**meta, "metrics": {**meta.get("metrics", {}), "benchmarks": metrics}}
     save_checkpoint(dst, state, config, meta, half=half)
     return meta
 
@@ -495,10 +498,15 @@ def main(argv: list[str] | None = None) -> int:
                          "pyyaml), repeatable")
     ap.add_argument("--resume", action="store_true", help="continue from RUN_DIR/train_state.pt if present")
     ap.add_argument("--export", nargs=2, metavar=("SRC", "DST"), help="write SRC model checkpoint as fp16 to DST")
+    ap.add_argument("--metrics", help="with --export: JSON file of benchmark figures to record in the checkpoint")
     a = ap.parse_args(argv)
     try:
         if a.export:
-            meta = export_checkpoint(*a.export)
+            metrics = None
+            if a.metrics:
+                with open(a.metrics) as f:
+                    metrics = json.load(f)
+            meta = export_checkpoint(*a.export, metrics=metrics)
             print(f"exported {a.export[0]} -> {a.export[1]} ({os.path.getsize(a.export[1]) / 1e6:.1f} MB, "
                   f"{meta.get('iterations')} iterations)")
             return 0
