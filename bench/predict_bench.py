@@ -33,40 +33,44 @@ from dibr_ros.model.rendering import render_vertex_colors
 from dibr_ros.model.sampling import CropSampler, load_objects
 
 
-def _crops(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _crops(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """rgb (n, S, S, 3) uint8, mask (n, S, S) bool, depth (n, S, S) float32, focal (n,) px of test renders."""
     objs = load_objects("test", count=n)
     k = len(objs["names"])
     idx = torch.arange(n) % k  # more crops than test objects: repeat them (other views)
     b = CropSampler(objs, views=1, size=size, crop_scale=1.4, seed=seed).sample(n, index=idx)
     rgb = (b["rgb"][:, 0] * 255).round().byte().numpy()
-    return rgb, b["mask"][:, 0].numpy() > 0
+    return rgb, b["mask"][:, 0].numpy() > 0, b["depth"][:, 0].numpy(), b["K"][:, 0, 0, 0].numpy()
 
 
 def latency(devices: list[str], batches: list[int], crop: int, reps: int, path: str | None) -> list[dict]:
-    rgb_all, mask_all = _crops(max(batches), crop)
+    rgb_all, mask_all, depth_all, focal_all = _crops(max(batches), crop)
     rows = []
     for dev in devices:
         p = Predictor.load(path, device=dev)
         for bs in batches:
             rgb, mask = rgb_all[:bs], mask_all[:bs]
+            # an RGB-D network is timed with its depth input (the pipeline's path with a depth camera)
+            kw = {"depth": depth_all[:bs], "focal": focal_all[:bs]} if p.uses_depth else {}
             for _ in range(3):
-                p.predict(rgb, mask)
+                p.predict(rgb, mask, **kw)
             times = []
             for _ in range(reps):
                 if dev.startswith("cuda"):
                     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                     torch.cuda.synchronize()
                     start.record()
-                    p.predict(rgb, mask)
+                    p.predict(rgb, mask, **kw)
                     end.record()
                     torch.cuda.synchronize()
                     times.append(start.elapsed_time(end))
                 else:
                     t0 = time.perf_counter()
-                    p.predict(rgb, mask)
+                    p.predict(rgb, mask, **kw)
                     times.append(1e3 * (time.perf_counter() - t0))
             med = statistics.median(times)
-            rows.append({"device": dev, "batch": bs, "ms_per_call": round(med, 3), "ms_per_object": round(med / bs, 3),
+            rows.append({"device": dev, "batch": bs, "depth": bool(kw), "ms_per_call": round(med, 3),
+                         "ms_per_object": round(med / bs, 3),
                          "threads": torch.get_num_threads() if dev == "cpu" else None})
             print(f"{dev:6s} batch {bs:3d}: {med:8.2f} ms/call  {med / bs:7.2f} ms/object", flush=True)
     return rows
