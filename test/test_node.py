@@ -748,3 +748,49 @@ def test_device_resolution():
         assert dev == "cpu" and "falling back to cpu" in warning
         with pytest.raises(StartupError, match="CUDA is not available"):
             resolve_device("cuda", strict=True)
+
+
+def test_whole_numbers_for_double_parameters_over_the_set_parameters_service(tmp_path_factory):
+    """`ros2 param set /dibr_perception max_depth 20` sends an INTEGER; YAML `max_depth: 20` too."""
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from dibr_ros.ros.perception_node import PerceptionNode
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=1 + (os.getpid() * 37 + 89) % 100)
+    node = client_node = None
+    try:
+        overrides = [Parameter("device", value="cpu"), Parameter("weights", value=_weights(tmp_path_factory)),
+                     Parameter("publish_debug_image", value=False), Parameter("max_depth", value=7)]
+        node = PerceptionNode(context=ctx, parameter_overrides=overrides)
+        assert node.p["max_depth"] == 7.0 and isinstance(node.p["max_depth"], float)  # from YAML / -p
+        client_node = rclpy.create_node("param_client", context=ctx)
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        ex.add_node(client_node)
+        cli = client_node.create_client(SetParameters, f"{node.get_fully_qualified_name()}/set_parameters")
+        assert cli.wait_for_service(timeout_sec=10)
+
+        def send(name, value):
+            req = SetParameters.Request(parameters=[ParameterMsg(name=name, value=value)])
+            fut = cli.call_async(req)
+            ex.spin_until_future_complete(fut, timeout_sec=10)
+            return fut.result().results[0]
+
+        res = send("max_depth", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=20))
+        assert res.successful, res.reason
+        assert node.p["max_depth"] == 20.0 and node.get_parameter("max_depth").type_ == Parameter.Type.DOUBLE
+        res = send("crop_padding", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=50))
+        assert not res.successful and "crop_padding" in res.reason and "50" in res.reason  # the range, named
+        res = send("points_per_object", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=128))
+        assert res.successful and node.p["points_per_object"] == 128  # integers stay integers
+    finally:
+        if client_node is not None:
+            client_node.destroy_node()
+        if node is not None:
+            node.close()
+        rclpy.shutdown(context=ctx)

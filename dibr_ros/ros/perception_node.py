@@ -29,6 +29,7 @@ import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
@@ -81,6 +82,13 @@ class ParamSpec:
         elif self.low is not None and isinstance(self.default, int) and not isinstance(self.default, bool):
             d.integer_range = [IntegerRange(from_value=int(self.low), to_value=int(self.high), step=1)]
         return d
+
+
+def _whole_numbers_as_doubles(params: list) -> list:
+    """Pre-set callback: an INTEGER value for a double parameter becomes that DOUBLE (ROS 2 would refuse it
+    with "Wrong parameter type"); everything else passes unchanged to the checks."""
+    return [Parameter(p.name, Parameter.Type.DOUBLE, float(p.value))
+            if p.name in _DOUBLE_PARAMS and p.type_ == Parameter.Type.INTEGER else p for p in params]
 
 
 P = ParamSpec
@@ -192,6 +200,7 @@ PIPELINE_PARAMETERS = (
 # The pipeline's debug_image switch is driven by the node's publish_debug_image.
 _NODE_TO_PIPELINE = {"publish_debug_image": "debug_image"}
 PARAMETERS = NODE_PARAMETERS + PIPELINE_PARAMETERS
+_DOUBLE_PARAMS = frozenset(p.name for p in PARAMETERS if isinstance(p.default, float))
 
 
 class StartupError(RuntimeError):
@@ -275,6 +284,11 @@ class PerceptionNode(Node):
         self._last_image_ns: int | None = None
         self._unmatched_since: float | None = None  # first image arrival not yet matched to its partners
 
+        # Whole numbers for double parameters, as `ros2 param set ... 20` and YAML `max_depth: 20` send them.
+        overrides = getattr(self, "_parameter_overrides", {})
+        for name, prm in list(overrides.items()):
+            if name in _DOUBLE_PARAMS and prm.type_ == Parameter.Type.INTEGER:
+                overrides[name] = Parameter(name, Parameter.Type.DOUBLE, float(prm.value))
         for spec in PARAMETERS:
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
         self.p = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
@@ -284,6 +298,7 @@ class PerceptionNode(Node):
         self._setup_device_and_model()
         self._pipeline = self._make_pipeline(self.p)
         self._warm_up()
+        self.add_pre_set_parameters_callback(_whole_numbers_as_doubles)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # Outputs.
