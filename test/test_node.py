@@ -333,13 +333,15 @@ class Harness:
 
 
 class NodeProcess:
-    def __init__(self, env, log_path, weights):
+    def __init__(self, env, log_path, weights, extra=(), reliable=True):
         self.log_path = log_path
         self.log = open(log_path, "wb")
         cmd = [sys.executable, "-m", "dibr_ros.ros.perception_node", "--ros-args",
                "--params-file", os.path.join(REPO, "config", "perception.yaml"),
-               "-p", "device:=cpu", "-p", f"weights:={weights}", "-p", "input_reliability:=reliable",
+               "-p", "device:=cpu", "-p", f"weights:={weights}",
                "-p", "diagnostic_period:=0.5", "-p", f"error_throttle:={THROTTLE}", "-p", "points_per_object:=500"]
+        cmd += ["-p", "input_reliability:=reliable"] if reliable else []
+        cmd += list(extra)
         self.proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
 
     def text(self) -> str:

@@ -31,7 +31,7 @@ class NodeStats:
         self._window = window
         self.stale_after_s = stale_after_s
         self.counts = {"received": 0, "matched": 0, "processed": 0, "dropped_newer": 0, "dropped_unmatched": 0,
-                       "rejected": 0, "failed": 0}
+                       "rejected": 0, "failed": 0, "lost_in_transport": 0}
         self.objects_last = 0
         self.last_error = ""
         self._last_error_t = 0.0

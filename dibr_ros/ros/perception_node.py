@@ -37,6 +37,7 @@ from visualization_msgs.msg import MarkerArray
 from ..perception.pipeline import PerceptionPipeline, PipelineConfig
 from . import conversions as conv
 from .diagnostics import NodeStats
+from .frame_loss import FrameLossMonitor
 from .sync import LatestSlot, make_matcher, stamp_ns
 
 try:  # Iron and newer
@@ -275,6 +276,7 @@ class PerceptionNode(Node):
         self._throttle: dict[tuple[str, str, str], float] = {}
         self._topics: dict[str, str] = {}  # stream -> resolved topic name, for log lines
         self.stats = NodeStats()
+        self._loss = FrameLossMonitor()  # camera_info stamps whose image never arrived (lost in transport)
         self._stop = threading.Event()
         self._slot = LatestSlot()
         self._arrivals: dict[int, float] = {}  # image stamp (ns) -> arrival time, for image_to_points latency
@@ -434,6 +436,7 @@ class PerceptionNode(Node):
 
     # ---------------------------------------------------------------------------------------- callbacks
     def _on_info(self, msg: CameraInfo) -> None:
+        self._loss.info(stamp_ns(msg), msg.width, msg.height, time.monotonic())
         try:
             K = conv.camera_info_to_K(msg)
         except ValueError as exc:
@@ -444,6 +447,7 @@ class PerceptionNode(Node):
 
     def _on_image(self, msg: Image) -> None:
         t = self.stats.arrival()
+        self._loss.image(stamp_ns(msg), msg.step // msg.width if msg.width else None)
         try:
             conv.check_image(msg, allowed=COLOR_ENCODINGS)
         except ValueError as exc:
@@ -626,6 +630,10 @@ class PerceptionNode(Node):
         return updater
 
     def _diagnostics_tick(self) -> None:
+        lost, why = self._loss.check(time.monotonic())
+        self.stats.set_count("lost_in_transport", self._loss.lost)
+        if lost:
+            self._report("image", "lost", why, warn=True)
         since = self._unmatched_since
         if since is not None and time.monotonic() - since > 5.0 and self.stats.input_rate(5.0) > 0:
             partners = " and ".join(self._topics[s] for s in self._streams[1:])
