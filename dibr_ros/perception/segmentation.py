@@ -546,7 +546,8 @@ def _grow(owner: np.ndarray, depth: np.ndarray, cand: np.ndarray, fx: float, clu
 
 def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: float = 18.0,
                   min_pixels: int = 100, max_area_fraction: float = 0.8, max_objects: int = 10,
-                  min_solidity: float = 0.8, min_thickness: float = 0.02, min_relative_area: float = 0.05,
+                  min_solidity: float = 0.8, min_thickness: float = 0.02, min_aspect: float = 0.1,
+                  min_relative_area: float = 0.05,
                   reject_border: bool = True, depth=None, K=None) -> list[Detection]:
     """Foreground segmentation on a plain background, from a colour model of the image border.
 
@@ -562,7 +563,9 @@ def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: flo
     graspable object is not is rejected: pieces touching the image border (``reject_border``: cut off, the
     rest of the object unseen), slivers and curved shadow arcs (solidity = area / convex-hull area below
     ``min_solidity``; thinner than ``min_thickness`` x the shorter image side, measured as twice the largest
-    inscribed radius) and specks smaller than ``min_relative_area`` x the largest component kept.
+    inscribed radius; or thinner than ``min_aspect`` x its own longest box side: streaks, edges) and specks
+    smaller than ``min_relative_area`` x the largest component kept. Vignetting (a quadratic lightness trend
+    over the border) is removed from every pixel first.
 
     Args:
         rgb: (H, W, 3) uint8.
@@ -658,7 +661,7 @@ def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: flo
         m = _fill_holes(m)
         if m.sum() < min_pixels or (reject_border and _touches_border(m, (rx0, ry0), (H, W))):
             continue
-        if not _is_compact(m, min_solidity, min_thickness * min(H, W)):
+        if not _is_compact(m, min_solidity, min_thickness * min(H, W), min_aspect):
             continue
         items.append((m, (rx0, ry0), float(np.median(dist[m])) / 2.0, None))
     if items:  # specks beside real objects: area relative to the largest survivor
@@ -706,8 +709,9 @@ def _touches_border(m: np.ndarray, origin: tuple[int, int], shape: tuple[int, in
                 or (oy + h == H and m[-1].any()) or (ox + w == W and m[:, -1].any()))
 
 
-def _is_compact(m: np.ndarray, min_solidity: float, min_thickness_px: float) -> bool:
-    """Solidity (area / convex-hull area) and thickness (2 x largest inscribed radius, px) tests of (h, w) bool."""
+def _is_compact(m: np.ndarray, min_solidity: float, min_thickness_px: float, min_aspect: float) -> bool:
+    """Solidity (area / convex-hull area) and thickness (2 x largest inscribed radius, px; also relative to the
+    longest side of the region's box) tests of an (h, w) bool region."""
     import cv2
 
     u8 = m.astype(np.uint8)
@@ -715,7 +719,9 @@ def _is_compact(m: np.ndarray, min_solidity: float, min_thickness_px: float) -> 
     hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours))) if contours else 0.0
     if hull <= 0 or m.sum() / hull < min_solidity:
         return False
-    return 2.0 * float(cv2.distanceTransform(np.pad(u8, 1), cv2.DIST_L2, 3).max()) >= min_thickness_px
+    thickness = 2.0 * float(cv2.distanceTransform(np.pad(u8, 1), cv2.DIST_L2, 3).max())
+    x, y, w, h = cv2.boundingRect(u8)
+    return thickness >= min_thickness_px and thickness >= min_aspect * max(w, h)
 
 
 def segment_labels(labels, *, min_pixels: int = 100, max_objects: int = 10, depth=None,
