@@ -546,7 +546,9 @@ def _grow(owner: np.ndarray, depth: np.ndarray, cand: np.ndarray, fx: float, clu
 
 def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: float = 18.0,
                   min_pixels: int = 100, max_area_fraction: float = 0.8, max_objects: int = 10,
-                  depth=None, K=None) -> list[Detection]:
+                  min_solidity: float = 0.8, min_thickness: float = 0.02, min_aspect: float = 0.1,
+                  min_relative_area: float = 0.05,
+                  reject_border: bool = True, depth=None, K=None) -> list[Detection]:
     """Foreground segmentation on a plain background, from a colour model of the image border.
 
     The border strip (``border`` pixels of the ``stride``-subsampled image) is clustered into up to three
@@ -554,6 +556,16 @@ def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: flo
     border and dropped). A pixel is background when its Lab distance (lightness weighted 0.5, so soft
     shadows stay background) to a kept cluster is below ``max(color_threshold, 3 sigma of that cluster)``.
     Foreground is opened/closed morphologically and split into 8-connected components.
+
+    Lightness counts half only when the pixel is *darker* than the background (a shadow keeps the chroma of
+    what it falls on and loses lightness); brighter pixels count in full (light objects on a dark cloth).
+    Each component's holes are filled (a cup's rim around its contents), then what a photograph adds and a
+    graspable object is not is rejected: pieces touching the image border (``reject_border``: cut off, the
+    rest of the object unseen), slivers and curved shadow arcs (solidity = area / convex-hull area below
+    ``min_solidity``; thinner than ``min_thickness`` x the shorter image side, measured as twice the largest
+    inscribed radius; or thinner than ``min_aspect`` x its own longest box side: streaks, edges) and specks
+    smaller than ``min_relative_area`` x the largest component kept. Vignetting (a quadratic lightness trend
+    over the border) is removed from every pixel first.
 
     Args:
         rgb: (H, W, 3) uint8.
@@ -578,8 +590,17 @@ def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: flo
     lab = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     ring = np.ones((h, w), bool)
     ring[b:h - b, b:w - b] = False
+    # Photographs darken towards their corners (vignetting, a lamp's falloff): a quadratic lightness trend
+    # fitted to the border is taken out of every pixel, so the background is one colour again.
+    ys, xs = np.nonzero(ring)
+    trend = _lightness_trend(xs * stride / W, ys * stride / H, lab[ring][:, 0])
+    lab[..., 0] -= trend(*np.meshgrid(np.arange(w) * stride / W, np.arange(h) * stride / H))
     samples = lab[ring].reshape(-1, 3)
-    weight = np.array([0.5, 1.0, 1.0], np.float32)
+    weight = np.array([0.5, 1.0, 1.0], np.float32)  # for clustering the border only
+
+    def weighted(diff):  # (N, 3) Lab differences to a centre -> shadow-aware weighting (see docstring)
+        return diff * np.where(diff[:, :1] < 0, weight, 1.0).astype(np.float32)
+
     if len(samples) < 16:  # too few border pixels to cluster: one colour
         k, assign, centres = 1, np.zeros(len(samples), np.int32), (samples * weight).mean(axis=0, keepdims=True)
     else:
@@ -592,18 +613,19 @@ def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: flo
     thresholds = []
     kept = []
     for c in range(k):
-        member = samples[assign == c] * weight
+        member = samples[assign == c]
         if len(member) < 0.15 * len(samples):
             continue
-        spread = float(np.sqrt(((member - centres[c]) ** 2).sum(axis=1).mean()))
-        kept.append(centres[c])
+        centre = centres[c] / weight  # back to plain Lab
+        spread = float(np.sqrt((weighted(member - centre) ** 2).sum(axis=1).mean()))
+        kept.append(centre)
         thresholds.append(max(color_threshold, 3.0 * spread))
 
     def background_distance(lab_img):
-        flat = lab_img.reshape(-1, 3) * weight
+        flat = lab_img.reshape(-1, 3)
         dist = np.full(flat.shape[0], np.inf, np.float32)
         for centre, thr in zip(kept, thresholds):
-            dist = np.minimum(dist, np.sqrt(((flat - centre) ** 2).sum(axis=1)) / thr)
+            dist = np.minimum(dist, np.sqrt((weighted(flat - centre) ** 2).sum(axis=1)) / thr)
         return dist.reshape(lab_img.shape[:2])
 
     fg_s = (background_distance(lab) >= 1.0).astype(np.uint8)
@@ -632,11 +654,74 @@ def segment_color(rgb, *, stride: int = 2, border: int = 4, color_threshold: flo
         own = lab_small[np.ix_(yi, xi)]
         lab = np.where(own > 0, own, grown[np.ix_(yi, xi)])
         sub = rgb[ry0:ry1, rx0:rx1]
-        dist = background_distance(cv2.cvtColor(sub.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab))
+        sub_lab = cv2.cvtColor(sub.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+        sub_lab[..., 0] -= trend(*np.meshgrid(np.arange(rx0, rx1) / W, np.arange(ry0, ry1) / H))
+        dist = background_distance(sub_lab)
         m = (lab == j) & (dist >= 1.0) if stride > 1 else lab == j
-        if m.sum() >= min_pixels:
-            items.append((m, (rx0, ry0), float(np.median(dist[m])) / 2.0, None))
+        m = _fill_holes(m)
+        if m.sum() < min_pixels or (reject_border and _touches_border(m, (rx0, ry0), (H, W))):
+            continue
+        if not _is_compact(m, min_solidity, min_thickness * min(H, W), min_aspect):
+            continue
+        items.append((m, (rx0, ry0), float(np.median(dist[m])) / 2.0, None))
+    if items:  # specks beside real objects: area relative to the largest survivor
+        largest = max(int(m.sum()) for m, _, _, _ in items)
+        items = [it for it in items if it[0].sum() >= min_relative_area * largest]
     return _finish(items, (H, W), depth, K, max_objects)
+
+
+def _lightness_trend(x: np.ndarray, y: np.ndarray, L: np.ndarray):
+    """Robust quadratic fit of lightness L (N,) over normalised image coordinates x, y (N,) in [0, 1].
+
+    Returns f(x, y) -> the fitted trend minus its median over the samples (zero-mean offset, Lab L units).
+    Two refits drop samples beyond 2.5 MAD (objects that touch the border must not bend the trend).
+    """
+    def basis(x, y):
+        return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).astype(np.float64)
+
+    A, keep = basis(x, y), np.ones(len(L), bool)
+    coef = np.zeros(6)
+    for _ in range(3):
+        if keep.sum() < 12:
+            return lambda x, y: np.zeros(np.shape(x), np.float32)
+        coef = np.linalg.lstsq(A[keep], L[keep], rcond=None)[0]
+        r = L - A @ coef
+        mad = np.median(np.abs(r[keep] - np.median(r[keep]))) + 1e-3
+        keep = np.abs(r - np.median(r[keep])) < 2.5 * 1.4826 * mad
+    offset = float(np.median(A[keep] @ coef))
+    return lambda x, y: (basis(np.asarray(x, float), np.asarray(y, float)) @ coef - offset).astype(np.float32)
+
+
+def _fill_holes(m: np.ndarray) -> np.ndarray:
+    """(h, w) bool -> the same with every enclosed background hole filled (flood fill from a padded corner)."""
+    import cv2
+
+    pad = np.pad(m, 1).astype(np.uint8)
+    outside = pad.copy()
+    cv2.floodFill(outside, None, (0, 0), 1)
+    return (pad | (1 - outside)).astype(bool)[1:-1, 1:-1]
+
+
+def _touches_border(m: np.ndarray, origin: tuple[int, int], shape: tuple[int, int]) -> bool:
+    """Whether a region mask (h, w) placed at origin (x, y) in an (H, W) image reaches the image's edge."""
+    (ox, oy), (H, W), (h, w) = origin, shape, m.shape
+    return bool((oy == 0 and m[0].any()) or (ox == 0 and m[:, 0].any())
+                or (oy + h == H and m[-1].any()) or (ox + w == W and m[:, -1].any()))
+
+
+def _is_compact(m: np.ndarray, min_solidity: float, min_thickness_px: float, min_aspect: float) -> bool:
+    """Solidity (area / convex-hull area) and thickness (2 x largest inscribed radius, px; also relative to the
+    longest side of the region's box) tests of an (h, w) bool region."""
+    import cv2
+
+    u8 = m.astype(np.uint8)
+    contours, _ = cv2.findContours(u8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours))) if contours else 0.0
+    if hull <= 0 or m.sum() / hull < min_solidity:
+        return False
+    thickness = 2.0 * float(cv2.distanceTransform(np.pad(u8, 1), cv2.DIST_L2, 3).max())
+    x, y, w, h = cv2.boundingRect(u8)
+    return thickness >= min_thickness_px and thickness >= min_aspect * max(w, h)
 
 
 def segment_labels(labels, *, min_pixels: int = 100, max_objects: int = 10, depth=None,
