@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dibr_ros.perception.photo_eval import load_photos, score
+from photo_eval import load_photos, score  # bench/photo_eval.py
+
 from dibr_ros.perception.segmentation import segment_color
 
 KWARGS = dict(max_objects=40, max_area_fraction=0.9)  # photos hold up to 24 objects

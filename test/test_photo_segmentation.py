@@ -11,7 +11,14 @@ from dibr_ros.perception.segmentation import segment_color
 
 skimage = pytest.importorskip("skimage.data", reason="scikit-image (source of the sample photographs) is missing")
 
-from dibr_ros.perception.photo_eval import load_photos, score  # noqa: E402
+import importlib.util  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location(
+    "photo_eval", Path(__file__).resolve().parents[1] / "bench" / "photo_eval.py")
+_photo_eval = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_photo_eval)
+load_photos, score = _photo_eval.load_photos, _photo_eval.score
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Scoring RGB-only segmentation on the shipped photographs (``test/data/photos``) against their drawn masks.
 
-Library code (no rclpy): used by ``bench/photo_seg_bench.py`` and ``test/test_photo_segmentation.py``.
+Bench helper, not part of the installed package (it reads test data): used by
+``bench/photo_seg_bench.py`` and ``test/test_photo_segmentation.py``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-PHOTOS = Path(__file__).resolve().parents[2] / "test" / "data" / "photos"
+PHOTOS = Path(__file__).resolve().parents[1] / "test" / "data" / "photos"
 MATCH_IOU = 0.5  # a detection counts as an object when its mask IoU with that object's drawn mask is >= this
 
 
