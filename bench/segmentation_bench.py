@@ -61,7 +61,7 @@ def frames(split: str, seeds, cache: str | None):
                 yield (f"{split}/{seed}/t{t}", z[f"f{t}_rgb"], z[f"f{t}_depth"], z[f"f{t}_K"], z[f"f{t}_labels"],
                        objs)
             continue
-        from dibr_ros.ros.sim_scene import CameraConfig, SceneConfig, TabletopScene
+        from dibr_ros.sim.scene import CameraConfig, SceneConfig, TabletopScene
 
         store = {"n_frames": 2}
         out = []
@@ -86,7 +86,7 @@ def evaluate(split: str, seeds, cache: str | None, noise_mm: float = 0.0, params
              seed: int = 0, colour: bool = False) -> tuple[dict, list[str]]:
     from scipy.optimize import linear_sum_assignment
 
-    from dibr_ros.ros.sim_scene import backproject
+    from dibr_ros.sim.scene import backproject
 
     acc = dict(iou=[], p=[], r=[], f=[], tp=[], tr=[], tf=[], missed=0, extra=0, objects=0, ms=[],
                lost=0, truth_px=0, mask_px=0, on_table=0, on_other=0)

@@ -101,7 +101,7 @@ def test_weld_and_matching():
 
 def test_evaluation_of_perfect_and_partial_reconstructions():
     from dibr_ros.demo import evaluate_objects, summarize
-    from dibr_ros.ros.sim_scene import CameraConfig, SceneConfig, TabletopScene
+    from dibr_ros.sim.scene import CameraConfig, SceneConfig, TabletopScene
 
     with TabletopScene(SceneConfig(objects=["random_urdfs/903/903.urdf"], min_objects=1, max_objects=1,
                                    renderer="tiny"), CameraConfig(width=240, height=180, distance=0.4)) as s:

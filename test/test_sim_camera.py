@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from dibr_ros.ros.sim_scene import (
+from dibr_ros.sim.scene import (
     TABLE_TOP_Z,
     CameraConfig,
     SceneConfig,
