@@ -86,7 +86,7 @@ def evaluate(split: str, seeds, cache: str | None, noise_mm: float = 0.0, params
              seed: int = 0, colour: bool = False) -> tuple[dict, list[str]]:
     from scipy.optimize import linear_sum_assignment
 
-    from dibr_ros.sim.scene import backproject
+    from dibr_ros.perception.geometry import backproject
 
     acc = dict(iou=[], p=[], r=[], f=[], tp=[], tr=[], tf=[], missed=0, extra=0, objects=0, ms=[],
                lost=0, truth_px=0, mask_px=0, on_table=0, on_other=0)
@@ -123,7 +123,7 @@ def evaluate(split: str, seeds, cache: str | None, noise_mm: float = 0.0, params
             d = dets[pairs[i]]
             acc["lost"] += int((truth[i] & ~d.mask).sum())
             m = shape_metrics(d.points, (v, fc), seed) if len(d.points) >= 3 else {}
-            ref = shape_metrics(backproject(depth, K, truth[i]), (v, fc), seed)
+            ref = shape_metrics(backproject(depth, K, truth[i])[0], (v, fc), seed)
             for key, k in (("p", "p@10mm"), ("r", "r@10mm"), ("f", "f@10mm")):
                 acc[key].append(m.get(k, 0.0))
                 acc["t" + key].append(ref[k])

@@ -111,7 +111,7 @@ def evaluate_objects(pred: list[dict], gt: list[dict], depth: np.ndarray, K: np.
     for the prediction, the baseline is scored regardless. Objects with fewer than ``min_visible_px``
     visible pixels (hidden, out of view) are not scored: no camera method can see them.
     """
-    from dibr_ros.sim.scene import backproject
+    from dibr_ros.perception.geometry import backproject
 
     pc = [np.asarray(p["vertices"]).mean(0) for p in pred]
     gc = [0.5 * (np.asarray(g["vertices"]).min(0) + np.asarray(g["vertices"]).max(0)) for g in gt]
@@ -122,7 +122,7 @@ def evaluate_objects(pred: list[dict], gt: list[dict], depth: np.ndarray, K: np.
             continue
         gmesh = (g["vertices"], g["faces"])
         ev = ObjectEval(gt_name=g["name"], matched=gi in pairs)
-        observed = backproject(depth, K, labels == g["label"])
+        observed = backproject(depth, K, labels == g["label"])[0]
         if len(observed) >= 3:
             ev.depth = shape_metrics(observed, gmesh, seed)
         if gi in pairs:
