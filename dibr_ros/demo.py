@@ -156,44 +156,21 @@ def summarize(evals: list[ObjectEval]) -> dict:
 # ------------------------------------------------------------------------------------------------ pictures
 
 def render_meshes(image: np.ndarray, K: np.ndarray, meshes: list[tuple], alpha: float = 0.85) -> np.ndarray:
-    """Draw meshes (vertices (V,3) camera optical frame, faces (F,3), colors (V,3) [0,1]) over ``image``.
-
-    Painter's algorithm with OpenCV (far triangles first) and Lambert shading from the camera direction.
+    """Draw meshes (vertices (V,3) camera optical frame, faces (F,3), colors (V,3) [0,1]) over ``image`` with
+    the pipeline's painter (:func:`dibr_ros.perception.overlay.paint_meshes`), far meshes first.
     Returns (H, W, 3) uint8.
     """
-    import cv2
+    from dibr_ros.perception.overlay import paint_meshes
 
-    out = image.astype(np.float32).copy()
-    layer = np.zeros_like(out)
-    cover = np.zeros(out.shape[:2], np.uint8)
-    tris, cols, depths = [], [], []
-    for v, f, c in meshes:
-        v, f, c = np.asarray(v, np.float64), np.asarray(f, np.int64), np.asarray(c, np.float64)
-        if len(f) == 0:
-            continue
-        tri = v[f]
-        keep = (tri[:, :, 2] > 1e-3).all(1)
-        tri, ff = tri[keep], f[keep]
-        n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
-        view = -tri.mean(1)
-        view /= np.linalg.norm(view, axis=1, keepdims=True)
-        shade = 0.35 + 0.65 * np.abs((n * view).sum(1))
-        tris.append(tri)
-        cols.append(c[ff].mean(1) * shade[:, None])
-        depths.append(tri[:, :, 2].mean(1))
-    if tris:
-        tri, col, dep = np.concatenate(tris), np.concatenate(cols), np.concatenate(depths)
-        uv = tri @ K.T
-        uv = uv[:, :, :2] / uv[:, :, 2:]
-        order = np.argsort(-dep)
-        pts = np.round(uv[order] * 16).astype(np.int32)
-        for p, colour in zip(pts, np.clip(col[order] * 255, 0, 255)):
-            cv2.fillConvexPoly(layer, p, colour.tolist(), lineType=cv2.LINE_AA, shift=4)
-            cv2.fillConvexPoly(cover, p, 1, shift=4)
-    m = cover.astype(bool)
-    out[m] = (1 - alpha) * out[m] + alpha * layer[m]
-    return np.clip(out, 0, 255).astype(np.uint8)
+    meshes = [m for m in meshes if len(m[1])]
+    far_first = sorted(meshes, key=lambda m: -float(np.asarray(m[0], np.float64)[:, 2].mean()))
+    layer, cover, (x0, y0) = paint_meshes(K, far_first, *image.shape[:2])
+    out = image.copy()
+    h, w = cover.shape
+    a = alpha * cover[..., None]
+    sub = out[y0:y0 + h, x0:x0 + w]
+    sub[:] = np.clip((1 - a) * sub + a * layer, 0, 255).astype(np.uint8)
+    return out
 
 
 def side_by_side(rgb: np.ndarray, K: np.ndarray, pred: list[tuple], gt: list[tuple]) -> np.ndarray:
