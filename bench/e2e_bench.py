@@ -37,7 +37,8 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from dibr_ros.demo import ObjectEval, RosSession, _fmt, evaluate_objects, shape_metrics, summarize  # noqa: E402
+from dibr_ros.demo import RosSession  # noqa: E402
+from dibr_ros.demo_report import ObjectEval, _fmt, evaluate_objects, shape_metrics, summarize  # noqa: E402
 from dibr_ros.sim.families import FAMILIES, apply_depth, family_configs  # noqa: E402
 from dibr_ros.sim.scene import TabletopScene  # noqa: E402
 

@@ -36,7 +36,7 @@ sys.path.insert(0, REPO)
 
 from e2e_bench import machine  # noqa: E402  (bench/ is this script's directory)
 
-from dibr_ros.demo import shape_metrics  # noqa: E402
+from dibr_ros.demo_report import shape_metrics  # noqa: E402
 from dibr_ros.perception.pipeline import PipelineConfig, segment_rgbd  # noqa: E402
 
 #: The shipped PipelineConfig's depth-segmentation settings (what the node runs), printed with each result.
