@@ -37,9 +37,10 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from dibr_ros.demo import ObjectEval, RosSession, _fmt, evaluate_objects, shape_metrics, summarize  # noqa: E402
-from dibr_ros.ros.sim_scene import TabletopScene  # noqa: E402
+from dibr_ros.demo import RosSession  # noqa: E402
+from dibr_ros.demo_report import ObjectEval, _fmt, evaluate_objects, shape_metrics, summarize  # noqa: E402
 from dibr_ros.sim.families import FAMILIES, apply_depth, family_configs  # noqa: E402
+from dibr_ros.sim.scene import TabletopScene  # noqa: E402
 
 RGB_ONLY_SIZE_M = 0.12  # default_object_size of the RGB-only rows (a typical graspable object's diameter)
 

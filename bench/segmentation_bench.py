@@ -36,7 +36,7 @@ sys.path.insert(0, REPO)
 
 from e2e_bench import machine  # noqa: E402  (bench/ is this script's directory)
 
-from dibr_ros.demo import shape_metrics  # noqa: E402
+from dibr_ros.demo_report import shape_metrics  # noqa: E402
 from dibr_ros.perception.pipeline import PipelineConfig, segment_rgbd  # noqa: E402
 
 #: The shipped PipelineConfig's depth-segmentation settings (what the node runs), printed with each result.
@@ -61,7 +61,7 @@ def frames(split: str, seeds, cache: str | None):
                 yield (f"{split}/{seed}/t{t}", z[f"f{t}_rgb"], z[f"f{t}_depth"], z[f"f{t}_K"], z[f"f{t}_labels"],
                        objs)
             continue
-        from dibr_ros.ros.sim_scene import CameraConfig, SceneConfig, TabletopScene
+        from dibr_ros.sim.scene import CameraConfig, SceneConfig, TabletopScene
 
         store = {"n_frames": 2}
         out = []
@@ -86,7 +86,7 @@ def evaluate(split: str, seeds, cache: str | None, noise_mm: float = 0.0, params
              seed: int = 0, colour: bool = False) -> tuple[dict, list[str]]:
     from scipy.optimize import linear_sum_assignment
 
-    from dibr_ros.ros.sim_scene import backproject
+    from dibr_ros.perception.geometry import backproject
 
     acc = dict(iou=[], p=[], r=[], f=[], tp=[], tr=[], tf=[], missed=0, extra=0, objects=0, ms=[],
                lost=0, truth_px=0, mask_px=0, on_table=0, on_other=0)
@@ -123,7 +123,7 @@ def evaluate(split: str, seeds, cache: str | None, noise_mm: float = 0.0, params
             d = dets[pairs[i]]
             acc["lost"] += int((truth[i] & ~d.mask).sum())
             m = shape_metrics(d.points, (v, fc), seed) if len(d.points) >= 3 else {}
-            ref = shape_metrics(backproject(depth, K, truth[i]), (v, fc), seed)
+            ref = shape_metrics(backproject(depth, K, truth[i])[0], (v, fc), seed)
             for key, k in (("p", "p@10mm"), ("r", "r@10mm"), ("f", "f@10mm")):
                 acc[key].append(m.get(k, 0.0))
                 acc["t" + key].append(ref[k])

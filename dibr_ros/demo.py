@@ -12,8 +12,9 @@ writes per frame: the node's overlay (``overlay_NN.png``), predicted vs true mes
 ``pred_cloud_NN.ply``, camera optical frame, metres), the true meshes (``gt_mesh_NN.ply``), and
 ``report.md`` (latency per stage from /diagnostics, reconstruction figures against ground truth).
 
-The helpers :func:`match_objects`, :func:`evaluate_objects`, :func:`render_meshes` and :class:`RosSession`
-are shared with ``bench/e2e_bench.py`` and ``bench/soak.py``.
+This module runs the ROS processes and collects their messages (:class:`RosSession`, shared with
+``bench/e2e_bench.py`` and ``bench/soak.py``); scoring and writing the report (metrics, images, PLY,
+markdown) live in :mod:`dibr_ros.demo_report`.
 """
 
 from __future__ import annotations
@@ -24,214 +25,26 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from dibr_ros.demo_report import (
+    DemoError,
+    _fmt,
+    evaluate_objects,
+    side_by_side,
+    weld,
+    write_cloud_ply,
+    write_mesh_ply,
+    write_report,
+)
 from dibr_ros.sim.families import FAMILIES
 
 #: Camera topics run RELIABLE in the demo: best-effort Fast DDS loses most 640x480 frames on loopback.
 NODE_NAME = "dibr_perception"
 SIM_NAME = "sim_camera"
-TAUS_MM = (5.0, 10.0)
-
-
-class DemoError(RuntimeError):
-    """A demo step failed; the message is the one-line reason printed on exit."""
-
-
 # --------------------------------------------------------------------------------------- geometry / metrics
-
-def weld(points: np.ndarray, decimals: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    """Triangle soup (3F, 3) (TRIANGLE_LIST marker points) -> shared vertices (V, 3), faces (F, 3)."""
-    pts = np.asarray(points, np.float64).reshape(-1, 3)
-    if len(pts) % 3:
-        raise ValueError(f"triangle list needs a multiple of 3 points, got {len(pts)}")
-    verts, inv = np.unique(np.round(pts, decimals), axis=0, return_inverse=True)
-    return verts.astype(np.float32), inv.reshape(-1, 3).astype(np.int64)
-
-
-def match_objects(pred_centres: list[np.ndarray], gt_centres: list[np.ndarray],
-                  max_distance: float = 0.08) -> list[tuple[int, int]]:
-    """Hungarian matching on centroid distance (metres); pairs farther than ``max_distance`` are dropped."""
-    if not pred_centres or not gt_centres:
-        return []
-    from scipy.optimize import linear_sum_assignment
-
-    cost = np.linalg.norm(np.asarray(pred_centres)[:, None] - np.asarray(gt_centres)[None], axis=2)
-    rows, cols = linear_sum_assignment(cost)
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] <= max_distance]
-
-
-def shape_metrics(pred, gt_mesh, seed: int = 0, n_points: int = 4000) -> dict:
-    """:func:`dibr_ros.eval.metrics.mesh_metrics` in millimetres: chamfer_mm, f@5mm/f@10mm, p/r, iou_3d.
-
-    The truth is the object's outer surface (``gt_surface="outer"``): the simulator's meshes are unions of
-    overlapping closed parts whose walls inside the solid (17 % of the faces' area over the test scenes)
-    are no surface any method can see or should predict.
-
-    pred: (vertices, faces) mesh or (P, 3) points, metres; gt_mesh: (vertices, faces), metres.
-    """
-    from dibr_ros.eval.metrics import mesh_metrics
-
-    if isinstance(pred, np.ndarray):
-        pred_mm = np.asarray(pred, np.float64) * 1000.0
-    else:
-        pred_mm = (np.asarray(pred[0], np.float64) * 1000.0, np.asarray(pred[1], np.int64))
-    gt_mm = (np.asarray(gt_mesh[0], np.float64) * 1000.0, np.asarray(gt_mesh[1], np.int64))
-    m = mesh_metrics(pred_mm, gt_mm, taus=TAUS_MM, n_points=n_points, seed=seed, n_iou_points=40000,
-                     gt_surface="outer")
-    out = {"chamfer_mm": m["chamfer_l1"], "iou_3d": m["iou_3d"]}
-    for tau in TAUS_MM:
-        k = f"{tau:.2f}"
-        t = int(tau)
-        out[f"f@{t}mm"], out[f"p@{t}mm"], out[f"r@{t}mm"] = m[f"fscore@{k}"], m[f"precision@{k}"], m[f"recall@{k}"]
-    return out
-
-
-@dataclass
-class ObjectEval:
-    """Reconstruction figures of one ground-truth object (metres/mm, camera frame)."""
-
-    gt_name: str
-    matched: bool
-    mesh: dict = field(default_factory=dict)  # predicted mesh vs truth
-    cloud: dict = field(default_factory=dict)  # node's completed cloud vs truth
-    depth: dict = field(default_factory=dict)  # depth-only baseline (observed points) vs truth
-    centre_error_mm: float = float("nan")
-
-
-def evaluate_objects(pred: list[dict], gt: list[dict], depth: np.ndarray, K: np.ndarray,
-                     labels: np.ndarray, seed: int = 0, min_visible_px: int = 100) -> list[ObjectEval]:
-    """Match predictions to ground truth by centroid and score each ground-truth object.
-
-    pred: per predicted object ``dict(vertices, faces, points)`` (camera frame, metres; points may be empty);
-    gt: per true object ``dict(name, label, vertices, faces)``; depth (H, W) metres; labels (H, W) true
-    instance map (the baseline uses each object's observed depth pixels). Unmatched truth scores 0 F-score
-    for the prediction, the baseline is scored regardless. Objects with fewer than ``min_visible_px``
-    visible pixels (hidden, out of view) are not scored: no camera method can see them.
-    """
-    from dibr_ros.ros.sim_scene import backproject
-
-    pc = [np.asarray(p["vertices"]).mean(0) for p in pred]
-    gc = [0.5 * (np.asarray(g["vertices"]).min(0) + np.asarray(g["vertices"]).max(0)) for g in gt]
-    pairs = dict((g, p) for p, g in match_objects(pc, gc))
-    out = []
-    for gi, g in enumerate(gt):
-        if int((labels == g["label"]).sum()) < min_visible_px:
-            continue
-        gmesh = (g["vertices"], g["faces"])
-        ev = ObjectEval(gt_name=g["name"], matched=gi in pairs)
-        observed = backproject(depth, K, labels == g["label"])
-        if len(observed) >= 3:
-            ev.depth = shape_metrics(observed, gmesh, seed)
-        if gi in pairs:
-            p = pred[pairs[gi]]
-            ev.mesh = shape_metrics((p["vertices"], p["faces"]), gmesh, seed)
-            if len(p.get("points", ())) >= 3:
-                ev.cloud = shape_metrics(np.asarray(p["points"]), gmesh, seed)
-            ev.centre_error_mm = float(np.linalg.norm(pc[pairs[gi]] - gc[gi]) * 1000.0)
-        out.append(ev)
-    return out
-
-
-def summarize(evals: list[ObjectEval]) -> dict:
-    """Means over ground-truth objects; unmatched objects count 0 for F/precision/recall of mesh and cloud."""
-    keys = ("chamfer_mm", "f@5mm", "f@10mm", "p@10mm", "r@10mm", "iou_3d")
-    res = {"objects": len(evals), "matched": sum(e.matched for e in evals)}
-    for kind in ("mesh", "cloud", "depth"):
-        for k in keys:
-            vals = []
-            for e in evals:
-                d = getattr(e, kind)
-                if k in d:
-                    vals.append(d[k])
-                elif kind != "depth" and k != "chamfer_mm" and k != "iou_3d":
-                    vals.append(0.0)
-            vals = [v for v in vals if np.isfinite(v)]
-            res[f"{kind}.{k}"] = float(np.mean(vals)) if vals else float("nan")
-    return res
-
-
-# ------------------------------------------------------------------------------------------------ pictures
-
-def render_meshes(image: np.ndarray, K: np.ndarray, meshes: list[tuple], alpha: float = 0.85) -> np.ndarray:
-    """Draw meshes (vertices (V,3) camera optical frame, faces (F,3), colors (V,3) [0,1]) over ``image``.
-
-    Painter's algorithm with OpenCV (far triangles first) and Lambert shading from the camera direction.
-    Returns (H, W, 3) uint8.
-    """
-    import cv2
-
-    out = image.astype(np.float32).copy()
-    layer = np.zeros_like(out)
-    cover = np.zeros(out.shape[:2], np.uint8)
-    tris, cols, depths = [], [], []
-    for v, f, c in meshes:
-        v, f, c = np.asarray(v, np.float64), np.asarray(f, np.int64), np.asarray(c, np.float64)
-        if len(f) == 0:
-            continue
-        tri = v[f]
-        keep = (tri[:, :, 2] > 1e-3).all(1)
-        tri, ff = tri[keep], f[keep]
-        n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
-        view = -tri.mean(1)
-        view /= np.linalg.norm(view, axis=1, keepdims=True)
-        shade = 0.35 + 0.65 * np.abs((n * view).sum(1))
-        tris.append(tri)
-        cols.append(c[ff].mean(1) * shade[:, None])
-        depths.append(tri[:, :, 2].mean(1))
-    if tris:
-        tri, col, dep = np.concatenate(tris), np.concatenate(cols), np.concatenate(depths)
-        uv = tri @ K.T
-        uv = uv[:, :, :2] / uv[:, :, 2:]
-        order = np.argsort(-dep)
-        pts = np.round(uv[order] * 16).astype(np.int32)
-        for p, colour in zip(pts, np.clip(col[order] * 255, 0, 255)):
-            cv2.fillConvexPoly(layer, p, colour.tolist(), lineType=cv2.LINE_AA, shift=4)
-            cv2.fillConvexPoly(cover, p, 1, shift=4)
-    m = cover.astype(bool)
-    out[m] = (1 - alpha) * out[m] + alpha * layer[m]
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def side_by_side(rgb: np.ndarray, K: np.ndarray, pred: list[tuple], gt: list[tuple]) -> np.ndarray:
-    """(H, 2W, 3) uint8: predicted meshes (left) and true meshes (right) over the dimmed input."""
-    import cv2
-
-    base = (rgb.astype(np.float32) * 0.5).astype(np.uint8)
-    left, right = render_meshes(base, K, pred), render_meshes(base, K, gt)
-    for img, text in ((left, "predicted (dibr_perception)"), (right, "ground truth (sim_camera)")):
-        cv2.putText(img, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
-    return np.concatenate([left, right], axis=1)
-
-
-def write_mesh_ply(path: str, meshes: list[tuple]) -> None:
-    """All meshes merged into one .ply (vertex colours)."""
-    import open3d as o3d
-
-    mesh = o3d.geometry.TriangleMesh()
-    for v, f, c in meshes:
-        m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(v, np.float64)),
-                                      o3d.utility.Vector3iVector(np.asarray(f, np.int32)))
-        m.vertex_colors = o3d.utility.Vector3dVector(np.clip(np.asarray(c, np.float64), 0, 1))
-        mesh += m
-    if not o3d.io.write_triangle_mesh(path, mesh):
-        raise DemoError(f"could not write {path}")
-
-
-def write_cloud_ply(path: str, xyz: np.ndarray, rgb_u8: np.ndarray | None) -> None:
-    import open3d as o3d
-
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(xyz, np.float64)))
-    if rgb_u8 is not None and len(rgb_u8) == len(xyz):
-        pc.colors = o3d.utility.Vector3dVector(np.asarray(rgb_u8, np.float64) / 255.0)
-    if not o3d.io.write_point_cloud(path, pc):
-        raise DemoError(f"could not write {path}")
-
-
-# ------------------------------------------------------------------------------------------- ROS session
 
 def local_dds_profile() -> str | None:
     """config/fastdds_shm.xml of this checkout: shared memory large enough for full camera frames."""
@@ -468,56 +281,6 @@ class RosSession:
 
 
 # -------------------------------------------------------------------------------------------------- main
-
-def _fmt(x: float, digits: int = 3) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
-
-
-def write_report(path: str, args, frames: list[Collected], evals: list[list[ObjectEval]], diag: dict,
-                 wall_s: float, startup_s: float) -> dict:
-    """report.md; returns the averaged figures."""
-    allev = [e for fe in evals for e in fe]
-    s = summarize(allev)
-    lines = [
-        "# dibr_ros demo report", "",
-        f"- command: `python -m dibr_ros.demo {' '.join(sys.argv[1:])}`",
-        f"- scene: objects `{family_sim_params(args)[0]['objects']}`, family {args.family or 'none'}, seed "
-        f"{args.seed}, up to {args.max_objects} objects, {args.width}x{args.height} @ {args.rate:g} Hz, orbit "
-        f"{args.orbit:g} deg/s",
-        f"- node device: {diag.get('device', 'n/a')}; frames used: {len(frames)}; "
-        f"wall time {wall_s:.1f} s (startup to first output {startup_s:.1f} s)",
-        "- node counters: " + ", ".join(f"{k[7:]} {v}" for k, v in diag.items() if k.startswith("frames_")),
-        "", "## Latency per stage (node /diagnostics, ms)", "", "| stage | p50 | p95 |", "|---|---|---|"]
-    stages = sorted({k[8:-7] for k in diag if k.startswith("latency_") and k.endswith("_p50_ms")},
-                    key=lambda x: ("decode segment crop predict place complete sample debug total publish node_total"
-                                   .split() + [x]).index(x))
-    for st in stages:
-        lines.append(f"| {st} | {diag.get(f'latency_{st}_p50_ms')} | {diag.get(f'latency_{st}_p95_ms')} |")
-    lines += ["", "## Reconstruction against ground truth (camera frame, metric)", "",
-              f"{s['objects']} ground-truth object views, {s['matched']} matched to a prediction (centroid "
-              "< 8 cm). Unmatched objects count F = P = R = 0 for the node.", "",
-              "| method | Chamfer-L1 mm | F@5mm | F@10mm | P@10mm | R@10mm | 3D IoU |", "|---|---|---|---|---|---|---|"]
-    for kind, label in (("mesh", "node mesh"), ("cloud", "node completed cloud (~/points)"),
-                        ("depth", "depth-only baseline (observed points)")):
-        lines.append(f"| {label} | {_fmt(s[f'{kind}.chamfer_mm'], 1)} | {_fmt(s[f'{kind}.f@5mm'])} | "
-                     f"{_fmt(s[f'{kind}.f@10mm'])} | {_fmt(s[f'{kind}.p@10mm'])} | {_fmt(s[f'{kind}.r@10mm'])} | "
-                     f"{_fmt(s[f'{kind}.iou_3d'])} |")
-    lines += ["", "## Per frame", "", "| frame | objects (true / predicted / matched) | node F@10mm per object "
-              "| baseline F@10mm per object | files |", "|---|---|---|---|---|"]
-    for i, (fr, fe) in enumerate(zip(frames, evals)):
-        nf = ", ".join(f"{e.gt_name}: {_fmt(e.cloud.get('f@10mm', 0.0 if not e.matched else float('nan')), 2)}"
-                       for e in fe)
-        bf = ", ".join(_fmt(e.depth.get("f@10mm", float("nan")), 2) for e in fe)
-        lines.append(f"| {i:02d} | {len(fr.gt)} / {len(fr.pred)} / {sum(e.matched for e in fe)} | {nf} | {bf} | "
-                     f"overlay_{i:02d}.png, compare_{i:02d}.png, pred_mesh_{i:02d}.ply, pred_cloud_{i:02d}.ply |")
-    lines += ["", "Metrics: `dibr_ros.eval.metrics.mesh_metrics` on millimetre coordinates against the true "
-              "outer surface (samples of the boundary of the union of each true mesh's parts; walls inside "
-              "the solid are left out); IoU by Monte Carlo inside tests. The baseline is what a "
-              "depth camera alone gives a planner: the object's observed depth pixels, back-projected.", ""]
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
-    return s
-
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m dibr_ros.demo", description=__doc__.split("\n\n")[0])

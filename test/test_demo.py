@@ -85,7 +85,7 @@ def test_demo_launch_file(monkeypatch):
 
 
 def test_weld_and_matching():
-    from dibr_ros.demo import match_objects, weld
+    from dibr_ros.demo_report import match_objects, weld
 
     v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
     f = np.array([[0, 1, 2], [0, 3, 1], [1, 3, 2]])
@@ -100,8 +100,8 @@ def test_weld_and_matching():
 
 
 def test_evaluation_of_perfect_and_partial_reconstructions():
-    from dibr_ros.demo import evaluate_objects, summarize
-    from dibr_ros.ros.sim_scene import CameraConfig, SceneConfig, TabletopScene
+    from dibr_ros.demo_report import evaluate_objects, summarize
+    from dibr_ros.sim.scene import CameraConfig, SceneConfig, TabletopScene
 
     with TabletopScene(SceneConfig(objects=["random_urdfs/903/903.urdf"], min_objects=1, max_objects=1,
                                    renderer="tiny"), CameraConfig(width=240, height=180, distance=0.4)) as s:
@@ -125,7 +125,7 @@ def test_evaluation_of_perfect_and_partial_reconstructions():
 
 
 def test_render_meshes_covers_the_projection():
-    from dibr_ros.demo import render_meshes
+    from dibr_ros.demo_report import render_meshes
 
     K = np.array([[100.0, 0, 63.5], [0, 100.0, 47.5], [0, 0, 1]])
     v = np.array([[-0.1, -0.1, 1.0], [0.1, -0.1, 1.0], [0.1, 0.1, 1.0], [-0.1, 0.1, 1.0]])

@@ -5,8 +5,8 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-from dibr_ros.ros.sim_scene import TABLE_TOP_Z, TabletopScene
 from dibr_ros.sim.families import FAMILIES, apply_depth, family_configs
+from dibr_ros.sim.scene import TABLE_TOP_Z, TabletopScene
 
 
 def test_family_configs_are_seeded():
@@ -55,7 +55,7 @@ def test_depth_conditions(lifted_scene):
 
 
 def test_household_objects_stand_upright():
-    from dibr_ros.ros.sim_scene import SceneConfig
+    from dibr_ros.sim.scene import SceneConfig
 
     with TabletopScene(SceneConfig(objects="hh_test", seed=1, min_objects=1, max_objects=1, renderer="tiny")) as s:
         frame = s.render()

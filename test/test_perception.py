@@ -610,3 +610,18 @@ def test_projection_helpers_round_trip():
     z = rng.uniform(0.3, 3.0, 50)
     pts = pixel_rays(K, uv) * z[:, None]
     np.testing.assert_allclose(project(K, pts), uv, atol=1e-9)
+
+
+def test_backproject_recovers_known_points_and_skips_invalid_depth():
+    K = np.array([[500.0, 0.0, 3.5], [0.0, 400.0, 2.5], [0.0, 0.0, 1.0]])
+    depth = np.zeros((6, 8), np.float32)
+    depth[1, 7] = 2.0  # u=7, v=1 -> x = (7-3.5)/500*2, y = (1-2.5)/400*2
+    depth[4, 2] = 0.5
+    depth[0, 0], depth[5, 5] = np.nan, np.inf  # invalid, as the simulator's far plane and bad drivers give
+    points, pixels = backproject(depth, K)
+    assert pixels.tolist() == [[1, 7], [4, 2]]
+    np.testing.assert_allclose(points, [[0.014, -0.0075, 2.0], [-0.0015, 0.001875, 0.5]], rtol=1e-6)
+    assert points.dtype == np.float32
+    # a 0/1 mask (labels == id as uint8) restricts like a bool one; float64 on request (eval baselines)
+    only, _ = backproject(depth, K, (np.arange(8)[None, :] < 5).repeat(6, 0).astype(np.uint8), dtype=np.float64)
+    assert only.dtype == np.float64 and only.tolist() == [[-0.0015, 0.001875, 0.5]]

@@ -7,6 +7,7 @@ pure-PyTorch reference backend, so no compiler is needed.
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from dibr_ros.render import (
     camera_from_spherical,
     edge_face_adjacency,
     face_normals,
+    face_signed_volumes,
     fov_to_intrinsics,
     gather_faces,
     ico_sphere,
@@ -484,3 +486,14 @@ def test_render_mesh_gradcheck_float64():
 
     assert fn(verts, colors, sh)[0].abs().sum() > 0
     assert torch.autograd.gradcheck(fn, (verts, colors, sh), atol=1e-6, rtol=1e-4)
+
+
+def test_face_signed_volumes_sum_to_a_cube_volume_and_flip_with_winding():
+    from dibr_ros.perception.synthetic import box_mesh
+
+    v, f = box_mesh()  # [-1, 1]^3, outward-wound
+    for shift in (np.zeros(3), np.array([3.0, -2.0, 5.0])):  # closed mesh: the origin does not matter
+        vol = face_signed_volumes(0.5 * v + shift, f)  # unit cube
+        assert vol.shape == (len(f),)
+        assert vol.sum() == pytest.approx(1.0, rel=1e-12)
+    assert face_signed_volumes(v, f[:, ::-1]).sum() == pytest.approx(-8.0, rel=1e-12)

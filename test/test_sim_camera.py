@@ -9,12 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from dibr_ros.ros.sim_scene import (
+from dibr_ros.perception.geometry import backproject
+from dibr_ros.sim.scene import (
     TABLE_TOP_Z,
     CameraConfig,
     SceneConfig,
     TabletopScene,
-    backproject,
     depth_buffer_to_metres,
     gl_matrix,
     projection_to_K,
@@ -58,7 +58,7 @@ def test_depth_backprojects_onto_table_plane(renderer):
     T_wc = np.linalg.inv(f.T_cam_world)
     # Table pixels spread over the image: background label, depth closer than the floor (z > 0.6 m up).
     table = (f.labels == 0) & np.isfinite(f.depth)
-    pts_w = transform(T_wc, backproject(f.depth, f.K, table))
+    pts_w = transform(T_wc, backproject(f.depth, f.K, table)[0])
     on_table = pts_w[pts_w[:, 2] > 0.3]
     assert len(on_table) > 0.3 * table.sum()
     # A half-pixel error in the principal point tilts this plane by ~1-3 mm over the image.
@@ -114,7 +114,7 @@ def test_ground_truth_projects_into_its_segmentation(urdf):
     assert inside.all()
     assert mask[uv[:, 1], uv[:, 0]].mean() > 0.95
     # The visible surface is the front of the true mesh: observed depth within a few mm of it.
-    depth_pts = backproject(f.depth, f.K, f.labels == obj.label)
+    depth_pts = backproject(f.depth, f.K, f.labels == obj.label)[0]
     from scipy.spatial import cKDTree
 
     d, _ = cKDTree(obj.vertices).query(depth_pts)
@@ -202,3 +202,17 @@ def test_node_publishes_consistent_headers(ros_env):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_pose_matrix_reads_pybullet_xyzw_quaternions():
+    from scipy.spatial.transform import Rotation
+
+    from dibr_ros.sim.scene import pose_matrix
+
+    s = math.sqrt(0.5)  # 90 degrees about +z, pybullet order (x, y, z, w)
+    T = pose_matrix([1.0, 2.0, 3.0], [0.0, 0.0, s, s])
+    np.testing.assert_allclose(T, [[0, -1, 0, 1], [1, 0, 0, 2], [0, 0, 1, 3], [0, 0, 0, 1]], atol=1e-12)
+    # unnormalised input is normalised; matrix -> quaternion round trip returns it (up to sign)
+    q = np.array([0.3, -0.2, 0.5, 0.8])
+    back = Rotation.from_matrix(pose_matrix(np.zeros(3), 2.0 * q)[:3, :3]).as_quat()
+    np.testing.assert_allclose(np.abs(back @ (q / np.linalg.norm(q))), 1.0, atol=1e-12)

@@ -242,11 +242,10 @@ def _primitive_geometry(kind: str, rng: np.random.Generator) -> tuple[np.ndarray
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q = rng.normal(size=4)
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    """Uniformly random (3, 3) rotation from a normalised Gaussian quaternion drawn as (w, x, y, z)."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_quat(rng.normal(size=4), scalar_first=True).as_matrix()
 
 
 def primitive(kind: str, rng: np.random.Generator, name: str | None = None) -> ObjectMesh:

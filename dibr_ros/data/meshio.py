@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dibr_ros.render.mesh import face_signed_volumes
+
 log = logging.getLogger(__name__)
 
 
@@ -156,9 +158,7 @@ def read_obj(path: str, default_rgb=(0.8, 0.8, 0.8)) -> tuple[np.ndarray, np.nda
 
 
 def _component_signed_volumes(v: np.ndarray, f: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
-    tri = v[f]
-    vol = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])) / 6.0
-    return np.bincount(labels, weights=vol, minlength=n)
+    return np.bincount(labels, weights=face_signed_volumes(v, f), minlength=n)
 
 
 def clean_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray,

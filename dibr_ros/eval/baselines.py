@@ -17,16 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from dibr_ros.perception.geometry import backproject
+
 BASELINES = ("depth", "sphere", "mirror", "hull")
-
-
-def backproject(depth: np.ndarray, mask: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Camera optical-frame points (P,3) of the pixels with mask and depth > 0 (pixel centres at integers)."""
-    v, u = np.nonzero(np.asarray(mask, bool) & (np.asarray(depth) > 0))
-    z = np.asarray(depth, np.float64)[v, u]
-    x = (u - K[0, 2]) / K[0, 0] * z
-    y = (v - K[1, 2]) / K[1, 1] * z
-    return np.stack([x, y, z], 1)
 
 
 def fit_sphere(depth: np.ndarray, mask: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, float]:
@@ -83,7 +76,7 @@ def baseline_shape(kind: str, depth: np.ndarray, mask: np.ndarray, K: np.ndarray
         return p, faces
     if kind not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {kind!r}")
-    pts = backproject(depth, mask, K)
+    pts = backproject(depth, K, mask, dtype=np.float64)[0]
     if len(pts) == 0:
         raise ValueError("empty mask: the view shows nothing")
     if kind == "depth":

@@ -31,7 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from ..render.mesh import face_signed_volumes, vertex_normals
 from .geometry import check_intrinsics
 
 
@@ -100,18 +102,6 @@ def rests_on(points: np.ndarray, plane, contact: float) -> bool:
     point is at most ``contact`` (m) above it."""
     n = np.asarray(plane[0], dtype=np.float64)
     return bool(len(points)) and float((np.asarray(points, dtype=np.float64) @ n + float(plane[1])).min()) <= contact
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals (V, 3), unit length (zero for isolated vertices)."""
-    v = np.asarray(vertices, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
-    n = np.zeros_like(v)
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    for k in range(3):
-        np.add.at(n, f[:, k], fn)
-    norm = np.linalg.norm(n, axis=1, keepdims=True)
-    return np.divide(n, norm, out=np.zeros_like(n), where=norm > 0)
 
 
 def complete_mesh(vertices, faces, K, depth, mask, observed, plane=None, *, margin: float = 0.01,
@@ -212,7 +202,8 @@ def complete_mesh(vertices, faces, K, depth, mask, observed, plane=None, *, marg
     # 4. Onto the measured surface: every vertex in front of it, camera-facing ones just behind it.
     d, pix = depth_at(v, K, depth)
     on_object = (d > 0) & mask[pix[:, 0], pix[:, 1]]
-    facing = (vertex_normals(v, f) * v).sum(axis=1) < 0
+    normals = vertex_normals(torch.from_numpy(np.asarray(v, np.float64)), torch.from_numpy(np.asarray(f, np.int64)))
+    facing = (normals.numpy() * v).sum(axis=1) < 0
     snap = on_object & ((v[:, 2] < d - margin) | ((v[:, 2] <= d + margin) & facing))
     v[snap] *= (d[snap] / v[snap, 2])[:, None]
     return Completion(vertices=v.astype(np.float32), shift=shift, supported=supported, snapped=int(snap.sum()),
@@ -342,7 +333,8 @@ def fit_to_points(vertices, faces, points, *, iterations: int = 3, step: float =
             pull[has, k] += total[has] / count[has]
         v = v + step * pull
         v = v - smooth * (laplacian @ v)  # isolated vertices have an all-zero row: they stay
-    if iterations and abs(_enclosed_volume(v, f)) < min_volume_ratio * abs(_enclosed_volume(start, f)):
+    shrunk = abs(face_signed_volumes(v, f).sum()) < min_volume_ratio * abs(face_signed_volumes(start, f).sum())
+    if iterations and shrunk:
         v = start
     return v.astype(np.float32)
 
@@ -367,12 +359,6 @@ def _laplacian(faces: np.ndarray, num_vertices: int):
             _LAPLACIAN_CACHE.pop(next(iter(_LAPLACIAN_CACHE)))
         _LAPLACIAN_CACHE[key] = op
     return _LAPLACIAN_CACHE[key]
-
-
-def _enclosed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
-    """Signed volume (m^3) a closed triangle mesh encloses (divergence theorem)."""
-    t = vertices[faces]
-    return float(np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6.0)
 
 
 def fuse_observed(surface, surface_colors, observed, observed_colors, K, depth, margin: float = 0.01):

@@ -107,23 +107,25 @@ def project(K: np.ndarray, points: np.ndarray) -> np.ndarray:
     return p[..., :2] / p[..., 2:3]
 
 
-def backproject(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None):
-    """Back-project valid depth pixels to optical-frame points.
+def backproject(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None, dtype=np.float32):
+    """Back-project valid depth pixels to optical-frame points: the one implementation (perception, eval
+    baselines, simulator ground truth, demo and benches all call this).
 
     Args:
-        depth: (H, W) float depth in metres, 0 = invalid (see :func:`check_depth`).
-        K: (3, 3) intrinsics.
-        mask: optional (H, W) bool restricting the pixels.
+        depth: (H, W) float depth in metres along the optical axis; 0, NaN, inf = invalid.
+        K: (3, 3) intrinsics (pixel centres at integer coordinates).
+        mask: optional (H, W) bool (or 0/1) restricting the pixels.
+        dtype: dtype of the returned points (the eval baselines keep float64).
     Returns:
-        points (N, 3) float32 metres and pixels (N, 2) int32 as (row, col), in row-major order.
+        points (N, 3) ``dtype`` metres and pixels (N, 2) int32 as (row, col), in row-major order.
     """
-    valid = depth > 0
+    valid = np.isfinite(depth) & (depth > 0)
     if mask is not None:
-        valid &= mask
+        valid &= np.asarray(mask, dtype=bool)
     rows, cols = np.nonzero(valid)
     z = depth[rows, cols].astype(np.float64)
     rays = pixel_rays(K, np.stack([cols, rows], axis=-1))
-    points = (rays * z[:, None]).astype(np.float32)
+    points = (rays * z[:, None]).astype(dtype)
     return points, np.stack([rows, cols], axis=-1).astype(np.int32)
 
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from .completion import complete_mesh, fit_to_points, fuse_observed, rests_on, support_volume_samples, visibility
 from .crops import Crop, make_crops, stack_crops
-from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, project
+from .geometry import check_depth, check_intrinsics, check_labels, check_rgb
+from .overlay import paint_meshes
 from .placement import Placement, place_mesh, rest_on_plane
 from .pointcloud import merge_clouds, sample_surface
 from .segmentation import (
@@ -666,43 +667,6 @@ class PerceptionPipeline:
 
     @staticmethod
     def _render_opencv(K, objects, H, W):
-        """Flat-shaded front faces painted far to near (objects by centre depth, faces by centroid depth)
-        into the image region the meshes cover. Returns (layer (h, w, 3) uint8, alpha (h, w) float32,
-        region origin (x0, y0))."""
-        import cv2
-
-        drawn = []
-        for o in sorted(objects, key=lambda o: -float(o.center[2])):
-            v = o.vertices.astype(np.float64)
-            if np.all(v[:, 2] > 1e-6):
-                drawn.append((o, v, np.clip(project(K, v), -1e5, 1e5)))
-        empty = np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.float32), (0, 0)
-        if not drawn:
-            return empty
-        lo = np.min([uv.min(axis=0) for _, _, uv in drawn], axis=0)
-        hi = np.max([uv.max(axis=0) for _, _, uv in drawn], axis=0)
-        x0, y0 = (max(0, int(np.floor(c)) - 1) for c in lo)
-        x1, y1 = min(W, int(np.ceil(hi[0])) + 2), min(H, int(np.ceil(hi[1])) + 2)
-        if x1 <= x0 or y1 <= y0:
-            return empty
-        # RGB + coverage in one image, so each face is one fillConvexPoly call.
-        layer = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
-        for o, v, uv in drawn:
-            tri = v[o.faces]
-            normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-            centre = tri.sum(axis=1) / 3.0
-            with np.errstate(invalid="ignore", divide="ignore"):
-                cos = -(normal * centre).sum(1) / (np.linalg.norm(normal, axis=1) * np.linalg.norm(centre, axis=1))
-            front = np.flatnonzero(cos > 0)
-            if len(front) == 0:  # inward winding: draw everything, shade by |cos|
-                front = np.flatnonzero(np.isfinite(cos))
-                cos = np.abs(cos)
-            front = front[np.argsort(-centre[front, 2])]
-            shade = np.clip(0.35 + 0.65 * cos[front], 0.0, 1.0)
-            colour = np.clip(o.colors[o.faces[front]].mean(axis=1) * shade[:, None] * 255, 0, 255)
-            colour = np.concatenate([colour, np.full((len(front), 1), 255.0)], axis=1).tolist()
-            # 4 bits of sub-pixel precision, relative to the region.
-            fixed = np.round((uv - (x0, y0)) * 16).astype(np.int32)[o.faces[front]]
-            for poly, col in zip(fixed, colour):
-                cv2.fillConvexPoly(layer, poly, col, cv2.LINE_8, 4)
-        return layer[..., :3], layer[..., 3].astype(np.float32) / 255.0, (x0, y0)
+        """:func:`.overlay.paint_meshes` of the objects, far to near by centre depth."""
+        far_first = sorted(objects, key=lambda o: -float(o.center[2]))
+        return paint_meshes(K, [(o.vertices, o.faces, o.colors) for o in far_first], H, W)

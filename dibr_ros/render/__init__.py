@@ -21,6 +21,7 @@ from dibr_ros.render.camera import unproject_pixels as unproject_pixels
 from dibr_ros.render.camera import world_to_camera as world_to_camera
 from dibr_ros.render.mesh import edge_face_adjacency as edge_face_adjacency
 from dibr_ros.render.mesh import face_normals as face_normals
+from dibr_ros.render.mesh import face_signed_volumes as face_signed_volumes
 from dibr_ros.render.mesh import gather_faces as gather_faces
 from dibr_ros.render.mesh import ico_sphere as ico_sphere
 from dibr_ros.render.mesh import mesh_edges as mesh_edges

@@ -25,8 +25,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
 from dibr_ros.ros.conversions import make_camera_info, mesh_marker_array, numpy_to_image
-from dibr_ros.ros.sim_scene import CameraConfig, SceneConfig, SimFrame, TabletopScene
 from dibr_ros.sim.families import apply_depth
+from dibr_ros.sim.scene import CameraConfig, SceneConfig, SimFrame, TabletopScene
 
 
 def parse_objects(spec: str) -> str | list[str]:
@@ -48,7 +48,7 @@ def _int_range(lo: int, hi: int) -> list[IntegerRange]:
 
 
 class SimCameraNode(Node):
-    """ROS wrapper around :class:`~dibr_ros.ros.sim_scene.TabletopScene`."""
+    """ROS wrapper around :class:`~dibr_ros.sim.scene.TabletopScene`."""
 
     def __init__(self, **kwargs):
         super().__init__("sim_camera", **kwargs)

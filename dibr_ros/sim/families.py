@@ -1,7 +1,7 @@
 """Scene families: the camera poses, object sets and depth conditions the end-to-end benchmark and the demo
 run, seeded.
 
-Each family fixes a :class:`~dibr_ros.ros.sim_scene.SceneConfig` / ``CameraConfig`` recipe and a depth
+Each family fixes a :class:`~dibr_ros.sim.scene.SceneConfig` / ``CameraConfig`` recipe and a depth
 condition; :func:`family_configs` draws a scene of it from a seed, :func:`apply_depth` turns a rendered frame's
 depth into what that family's camera returns.
 """
@@ -48,7 +48,7 @@ def family_configs(family: SceneFamily | str, seed: int, max_objects: int = 3, r
                    views: int = 2):
     """(SceneConfig, CameraConfig) of scene ``seed`` of a family; the camera orbits 360/views deg per second
     of render time, so ``render(t=v)`` for v < views gives evenly spread views."""
-    from dibr_ros.ros.sim_scene import CameraConfig, SceneConfig
+    from dibr_ros.sim.scene import CameraConfig, SceneConfig
 
     fam = FAMILIES[family] if isinstance(family, str) else family
     rng = np.random.default_rng([int(seed), 7919])

@@ -132,16 +132,11 @@ class _Body:
 
 
 def pose_matrix(position, quaternion) -> np.ndarray:
-    """(4, 4) float64 from a position (3,) and a pybullet quaternion (x, y, z, w)."""
-    x, y, z, w = (float(q) for q in quaternion)
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    x, y, z, w = x / n, y / n, z / n, w / n
+    """(4, 4) float64 from a position (3,) and a pybullet quaternion (x, y, z, w; scipy's order too)."""
+    from scipy.spatial.transform import Rotation
+
     T = np.eye(4)
-    T[:3, :3] = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ]
+    T[:3, :3] = Rotation.from_quat(np.asarray(quaternion, dtype=np.float64)).as_matrix()
     T[:3, 3] = position
     return T
 
@@ -178,18 +173,6 @@ def depth_buffer_to_metres(zbuf: np.ndarray, near: float, far: float) -> np.ndar
     z = far * near / (far - (far - near) * zbuf)
     z[zbuf >= 1.0 - 1e-7] = np.nan
     return z.astype(np.float32)
-
-
-def backproject(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Pixels with finite positive depth (inside ``mask``) -> (N, 3) float32 points in the optical frame."""
-    valid = np.isfinite(depth) & (depth > 0)
-    if mask is not None:
-        valid &= mask.astype(bool)
-    v, u = np.nonzero(valid)
-    z = depth[v, u].astype(np.float64)
-    x = (u - K[0, 2]) * z / K[0, 0]
-    y = (v - K[1, 2]) * z / K[1, 1]
-    return np.stack([x, y, z], axis=1).astype(np.float32)
 
 
 def camera_pose(cam: CameraConfig, t: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
