@@ -35,6 +35,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from ..perception.pipeline import PerceptionPipeline, PipelineConfig
+from ..perception.rectify import RectifierCache, has_distortion
 from . import conversions as conv
 from .diagnostics import NodeStats
 from .frame_loss import FrameLossMonitor
@@ -105,6 +106,10 @@ NODE_PARAMETERS = (
       "segmentation and metric placement. false = RGB-only (size/distance assumption).", True),
     P("use_external_masks", False, "Subscribe to 'instance_mask' (mono8/16UC1 label map, 0 = background) "
       "and use it instead of the built-in segmentation.", True),
+    P("rectify", "auto", "Distorted cameras (CameraInfo with a non-zero D): auto = undistort image (linear), "
+      "depth and masks (nearest) to the pinhole camera P (else K) with maps built once per calibration; off = "
+      "use the images as they are (said once in the log). Prefer image_rect topics where a driver has them.",
+      True, choices=("auto", "off")),
     P("depth_scale", 0.001, "Metres per unit of 16UC1/mono16 depth (REP 118: millimetres).", False, 1e-6, 1.0),
     P("sync_exact", False, "Pair image/depth/mask only on identical stamps (else approximate, sync_slop).",
       True),
@@ -283,6 +288,8 @@ class PerceptionNode(Node):
         self._arrivals_lock = threading.Lock()
         self._info: CameraInfo | None = None  # latest CameraInfo and its K (None if that one was invalid)
         self._info_K: np.ndarray | None = None
+        self._rectifiers = RectifierCache()  # undistortion maps of the latest calibration (rectify: auto)
+        self._distortion_said = False  # rectify: off with a distorted camera: said once
         self._last_image_ns: int | None = None
         self._unmatched_since: float | None = None  # first image arrival not yet matched to its partners
 
@@ -553,7 +560,28 @@ class PerceptionNode(Node):
                 labels = conv.image_to_numpy(mmsg).astype(np.int32)
             except ValueError as exc:
                 raise InputError("instance_mask", "invalid", f"{exc}; frame skipped") from None
-        return rgb, self._info_K, depth, labels
+        K = self._info_K
+        if has_distortion(info.d):
+            rgb, K, depth, labels = self._undistort(info, rgb, depth, labels)
+        return rgb, K, depth, labels
+
+    def _undistort(self, info: CameraInfo, rgb, depth, labels):
+        """rectify: auto -> the frame remapped to the pinhole camera; off -> as it is (said once)."""
+        if self.p["rectify"] == "off":
+            if not self._distortion_said:
+                self._distortion_said = True
+                self._log.warning(f"[{self._topics.get('camera_info', 'camera_info')}] {info.distortion_model} "
+                                  f"distortion D={list(np.round(info.d, 4))} is ignored (rectify: off): crops and "
+                                  "placement assume a pinhole camera; use image_rect topics or rectify: auto")
+            return rgb, self._info_K, depth, labels
+        try:
+            rect = self._rectifiers.get(self._info_K, info.d, info.distortion_model, (info.width or rgb.shape[1],
+                                        info.height or rgb.shape[0]), info.p)
+        except ValueError as exc:
+            raise InputError("camera_info", "distortion", f"{exc}; frame skipped (rectify: off uses the "
+                             "distorted images as they are)") from None
+        return (rect.rgb(rgb), rect.K_rect, None if depth is None else rect.nearest(depth),
+                None if labels is None else rect.nearest(labels))
 
     def _process(self, frame: dict) -> None:
         img = frame["image"]
