@@ -285,6 +285,35 @@ def mesh_marker_array(header: Header, meshes: Sequence, ns: str = "meshes", life
     return out
 
 
+def detection3d_array(vm, header: Header, boxes: Sequence) -> object:
+    """vision_msgs/Detection3DArray of placed objects (``vm``: the ``vision_msgs.msg`` module, optional).
+
+    boxes: list of ``(id int, vertices (V, 3) metres in header.frame_id, score float)``. Each Detection3D has
+    ``id = str(id)`` (the mesh marker's id), an axis-aligned ``bbox`` of the vertices (centre pose with identity
+    orientation, size in metres) and one hypothesis ``class_id "object"`` with the segmenter's score (the
+    pipeline has no classes), posed at the box centre.
+    """
+    out = vm.Detection3DArray()
+    out.header = header
+    for oid, vertices, score in boxes:
+        v = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
+        lo, hi = v.min(axis=0), v.max(axis=0)
+        c, size = (lo + hi) / 2.0, hi - lo
+        det = vm.Detection3D()
+        det.header = header
+        det.id = str(int(oid))
+        det.bbox.center.position.x, det.bbox.center.position.y, det.bbox.center.position.z = map(float, c)
+        det.bbox.center.orientation.w = 1.0
+        det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = map(float, size)
+        hyp = vm.ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id, hyp.hypothesis.score = "object", float(score)
+        hyp.pose.pose.position.x, hyp.pose.pose.position.y, hyp.pose.pose.position.z = map(float, c)
+        hyp.pose.pose.orientation.w = 1.0
+        det.results.append(hyp)
+        out.detections.append(det)
+    return out
+
+
 _BASIC = {
     "boolean": "<u1", "octet": "<u1", "char": "<u1", "uint8": "<u1", "int8": "<i1",
     "uint16": "<u2", "int16": "<i2", "uint32": "<u4", "int32": "<i4", "uint64": "<u8", "int64": "<i8",

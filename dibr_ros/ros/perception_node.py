@@ -315,6 +315,7 @@ class PerceptionNode(Node):
         self._pub_points = self.create_publisher(PointCloud2, "~/points", _qos_latched())
         self._pub_debug = self.create_publisher(Image, "~/debug_image", QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE))
+        self._pub_det, self._vision_msgs = self._make_detections_publisher()
         self._updater = self._make_updater()
         self._pub_diag = None if self._updater else self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._cdr = conv.CdrMarkerSerializer()
@@ -624,6 +625,17 @@ class PerceptionNode(Node):
             self._pub_points.publish(conv.points_to_cloud(header, *result.cloud()))
         if p["publish_debug_image"] and result.debug_image is not None:
             self._pub_debug.publish(conv.numpy_to_image(result.debug_image, "rgb8", header))
+        if self._pub_det is not None:
+            self._pub_det.publish(conv.detection3d_array(
+                self._vision_msgs, header, [(int(o.detection.label), o.vertices, o.detection.score) for o in objs]))
+
+    def _make_detections_publisher(self):
+        """``~/detections`` (vision_msgs/Detection3DArray) when vision_msgs is importable, else (None, None)."""
+        try:
+            from vision_msgs import msg as vision_msgs
+        except ImportError:
+            return None, None
+        return self.create_publisher(vision_msgs.Detection3DArray, "~/detections", _qos_latched()), vision_msgs
 
     def _publish_meshes(self, header, meshes, ids) -> None:
         lifetime = self.p["marker_lifetime"]
