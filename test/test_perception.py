@@ -625,3 +625,29 @@ def test_backproject_recovers_known_points_and_skips_invalid_depth():
     # a 0/1 mask (labels == id as uint8) restricts like a bool one; float64 on request (eval baselines)
     only, _ = backproject(depth, K, (np.arange(8)[None, :] < 5).repeat(6, 0).astype(np.uint8), dtype=np.float64)
     assert only.dtype == np.float64 and only.tolist() == [[-0.0015, 0.001875, 0.5]]
+
+
+def test_process_validates_each_input_once_and_leaves_the_callers_arrays_alone(scene, monkeypatch):
+    from dibr_ros.model.predictor import Predictor
+    from dibr_ros.perception import geometry
+    from dibr_ros.perception.pipeline import PerceptionPipeline, PipelineConfig
+
+    frame, objects, K, _ = scene
+    calls = {}
+    for name in ("_check_rgb", "_check_intrinsics", "_check_depth", "_check_labels"):
+        real = getattr(geometry, name)
+        monkeypatch.setattr(geometry, name, lambda *a, _real=real, _n=name: (
+            calls.__setitem__(_n, calls.get(_n, 0) + 1), _real(*a))[1])
+    depth = frame["depth"].copy()
+    depth[0, :5] = [np.nan, np.inf, -1.0, 0.0, 50.0]  # invalid / beyond max_depth: cleaned in a copy only
+    before = depth.copy()
+    pipe = PerceptionPipeline(Predictor.from_config(seed=0), PipelineConfig())
+    result = pipe.process(frame["rgb"], K, depth)
+    assert len(result.objects) == len(objects)
+    assert calls == {"_check_rgb": 1, "_check_intrinsics": 1, "_check_depth": 1}  # once, where they enter
+    np.testing.assert_array_equal(depth, before)  # (NaN == NaN here)
+    # outside process, the public functions still check
+    with pytest.raises(ValueError, match="depth must be float"):
+        segment_depth(np.zeros(depth.shape, np.uint16), K)
+    with pytest.raises(ValueError, match="focal lengths must be positive"):
+        geometry.check_intrinsics(np.diag([0.0, 1.0, 1.0]))

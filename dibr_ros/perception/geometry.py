@@ -6,10 +6,33 @@ and covers ``[u - 0.5, u + 0.5] x [v - 0.5, v + 0.5]``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
+
+# Set by PerceptionPipeline.process once it has validated a frame: the layers it calls (segmentation, crops,
+# placement, completion) then trust their inputs instead of re-checking (and copying) the same arrays. Public
+# functions called directly still check. A ContextVar: per thread, so the node's worker is unaffected by others.
+_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("dibr_inputs_checked", default=False)
+
+
+@contextlib.contextmanager
+def inputs_checked():
+    """Within this block ``check_*`` return their argument unchanged (the caller validated it already)."""
+    token = _CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
 
 
 def check_intrinsics(K) -> np.ndarray:
+    """See :func:`_check_intrinsics` (skipped inside :func:`inputs_checked`)."""
+    return K if _CHECKED.get() else _check_intrinsics(K)
+
+
+def _check_intrinsics(K) -> np.ndarray:
     """Validate a pinhole matrix.
 
     Args:
@@ -40,6 +63,11 @@ def check_intrinsics(K) -> np.ndarray:
 
 
 def check_rgb(rgb) -> np.ndarray:
+    """See :func:`_check_rgb` (skipped inside :func:`inputs_checked`)."""
+    return rgb if _CHECKED.get() else _check_rgb(rgb)
+
+
+def _check_rgb(rgb) -> np.ndarray:
     """Validate an (H, W, 3) uint8 image (H, W >= 1); returns it as a C-contiguous array."""
     if not isinstance(rgb, np.ndarray):
         raise ValueError(f"rgb must be a numpy array, got {type(rgb).__name__}")
@@ -53,6 +81,11 @@ def check_rgb(rgb) -> np.ndarray:
 
 
 def check_depth(depth, shape: tuple[int, int]) -> np.ndarray:
+    """See :func:`_check_depth` (skipped inside :func:`inputs_checked`)."""
+    return depth if _CHECKED.get() else _check_depth(depth, shape)
+
+
+def _check_depth(depth, shape: tuple[int, int]) -> np.ndarray:
     """Validate a depth image aligned to an image of ``shape`` (H, W).
 
     Args:
@@ -79,6 +112,11 @@ def check_depth(depth, shape: tuple[int, int]) -> np.ndarray:
 
 
 def check_labels(labels, shape: tuple[int, int]) -> np.ndarray:
+    """See :func:`_check_labels` (skipped inside :func:`inputs_checked`)."""
+    return labels if _CHECKED.get() else _check_labels(labels, shape)
+
+
+def _check_labels(labels, shape: tuple[int, int]) -> np.ndarray:
     """Validate an (H, W) integer label map (0 = background; negative values count as background)."""
     if not isinstance(labels, np.ndarray):
         raise ValueError(f"labels must be a numpy array, got {type(labels).__name__}")

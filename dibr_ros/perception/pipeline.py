@@ -12,7 +12,7 @@ import numpy as np
 
 from .completion import complete_mesh, fit_to_points, fuse_observed, rests_on, support_volume_samples, visibility
 from .crops import Crop, make_crops, stack_crops
-from .geometry import check_depth, check_intrinsics, check_labels, check_rgb
+from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, inputs_checked
 from .overlay import paint_meshes
 from .placement import Placement, place_mesh, rest_on_plane
 from .pointcloud import merge_clouds, sample_surface
@@ -387,7 +387,6 @@ class PerceptionPipeline:
         Raises:
             ValueError: malformed inputs (one-line reason), or a predictor output of the wrong shape.
         """
-        c = self.config
         t0 = time.perf_counter()
         rgb = check_rgb(rgb)
         K = check_intrinsics(K)
@@ -396,6 +395,14 @@ class PerceptionPipeline:
             depth = check_depth(depth, (H, W))
         if labels is not None:
             labels = check_labels(labels, (H, W))
+        with inputs_checked():  # validated once here: the stages below trust these arrays
+            return self._process_checked(rgb, K, depth, labels, t0)
+
+    def _process_checked(self, rgb, K, depth, labels, t0: float) -> FrameResult:
+        """:meth:`process` after its input checks (``rgb`` C-contiguous uint8, ``K`` float64, ``depth``
+        float32 with invalid = 0, ``labels`` integer, all of one size)."""
+        c = self.config
+        H, W = rgb.shape[:2]
         timings = dict.fromkeys(("segment", "crop", "predict", "place", "complete", "sample", "debug"), 0.0)
 
         def lap(name, start):

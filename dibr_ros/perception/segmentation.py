@@ -211,7 +211,7 @@ def segment_depth(depth, K, *, stride: int = 4, plane_distance: float = 0.01, mi
 
     K = check_intrinsics(K)
     depth = check_depth(depth, np.shape(depth)[:2])
-    depth[depth > max_depth] = 0.0
+    depth = np.where(depth > max_depth, np.float32(0.0), depth)  # a copy: the caller's depth is not touched
     stride = max(1, int(stride))
     H, W = depth.shape
     # Block minimum of the valid depth: a block is as near as its nearest pixel, so sensor holes and
