@@ -267,6 +267,17 @@ class Harness:
         self._spin.start()
         self.stamp = 1000
 
+    def wait_matched(self, timeout=20.0):
+        """Block until discovery has matched every input publisher with the node's subscriptions.
+
+        A reliable volatile message published before the match is never delivered, so a test that
+        sends right after the node says "ready:" would otherwise race discovery.
+        """
+        t0 = time.monotonic()
+        while any(p.get_subscription_count() < 1 for p in self.pub.values()):
+            assert time.monotonic() - t0 < timeout, "node's subscriptions not discovered"
+            time.sleep(0.05)
+
     def _spin_loop(self):
         while self._running and self.ctx.ok():
             self.executor.spin_once(timeout_sec=0.05)
@@ -386,6 +397,7 @@ def rig(tmp_path_factory):
     harness = Harness(domain)
     try:
         node.wait_log("ready:", timeout=60)
+        harness.wait_matched()
         yield node, harness
     finally:
         harness.close()
