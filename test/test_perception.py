@@ -221,6 +221,24 @@ def test_crop_content_and_out_of_image_padding():
                                atol=0.51)
 
 
+def test_crop_depth_holds_only_the_objects_own_depth():
+    # A lifted object 0.5 m away in front of a table 0.8 m away: downscaling must not average the table
+    # behind its silhouette into its boundary pixels (a depth the object does not have).
+    H, W = 60, 80
+    rgb = np.zeros((H, W, 3), np.uint8)
+    depth = np.full((H, W), 0.8, np.float32)
+    mask = np.zeros((H, W), bool)
+    mask[17:43, 27:53] = True  # odd offsets: crop pixels straddle the silhouette
+    depth[mask] = 0.5
+    depth[20, 30] = np.nan  # a hole inside stays out of the average too
+    crop = make_crop(rgb, mask, (27, 17, 53, 43), size=12, padding=0.2, depth=depth)
+    d = crop.depth[crop.mask]
+    assert (d > 0).mean() > 0.9
+    np.testing.assert_allclose(d[d > 0], 0.5, atol=1e-6)
+    # Off the mask there is nothing at all (not the table), as in the training renders.
+    assert (crop.depth[~crop.mask] == 0).all()
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     box=st.lists(st.one_of(st.integers(-50, 150), st.floats(allow_nan=True, allow_infinity=True)), min_size=3,

@@ -18,7 +18,8 @@ class Crop:
         mask: (S, S) bool object mask in the crop.
         box: (x0, y0, x1, y1) int pixels of the square region in the full image (x1 - x0 = y1 - y0, x1/y1
             exclusive, may extend past the image border).
-        depth: (S, S) float32 metres resized over the valid pixels only (0 = none), or None without depth.
+        depth: (S, S) float32 metres resized over the valid pixels of the object mask only (0 = none), or None
+            without depth.
     """
 
     rgb: np.ndarray
@@ -83,10 +84,11 @@ def make_crop(rgb: np.ndarray, mask: np.ndarray, box, size: int, padding: float 
         box: (x0, y0, x1, y1) object box, x1/y1 exclusive.
         size: output side S in pixels (>= 1).
         padding: margin per side as a fraction of the longer box side.
-        depth: optional (H, W) float metres (<= 0 / non-finite = invalid), cropped to ``Crop.depth``.
+        depth: optional (H, W) float metres (<= 0 / non-finite = invalid), cropped to ``Crop.depth`` over the
+            mask's pixels only.
     Returns:
         :class:`Crop`; downscaling uses area averaging, the mask is thresholded at 0.5 coverage; depth is
-        averaged over valid pixels only (a pixel is valid where more than half its area was).
+        averaged over the valid pixels of the mask only (a pixel is valid where more than half its area was).
     """
     import cv2
 
@@ -107,7 +109,10 @@ def make_crop(rgb: np.ndarray, mask: np.ndarray, box, size: int, padding: float 
     crop_depth = None
     if depth is not None:
         d = _cut(np.asarray(depth, np.float32), region)
-        ok = (np.isfinite(d) & (d > 0)).astype(np.float32)
+        # Only the object's own pixels: averaging in the background behind its silhouette (a table 20 cm
+        # farther back behind a lifted object) would make depths the object does not have, and the network
+        # reads those as a deep back.
+        ok = (np.isfinite(d) & (d > 0) & _cut(mask, region).astype(bool)).astype(np.float32)
         d = np.where(ok > 0, d, 0.0).astype(np.float32)
         num = cv2.resize(d, (size, size), interpolation=interp).reshape(size, size)
         den = cv2.resize(ok, (size, size), interpolation=interp).reshape(size, size)
