@@ -1,10 +1,11 @@
 """12 MP RGB-D frames (4000x3000 rgb8 + 16UC1) through the shipped Fast DDS profile, default reliability.
 
-The node runs as its own process with the shipped parameters (``input_reliability: best_effort``) and
-the shipped profile (conftest sets FASTDDS_DEFAULT_PROFILES_FILE). The test publishes best-effort, like
-a camera driver with sensor-data QoS; best-effort delivery of 34 MiB samples is lossy
-(bench/large_frames_bench.py), so a frame is resent (new stamp) until one is served. Frames announced by
-camera_info whose image never arrives are logged once and counted in /diagnostics.
+The node runs as its own process with the shipped parameters (``input_reliability: auto``) and the
+shipped profile (conftest sets FASTDDS_DEFAULT_PROFILES_FILE). The test first publishes best-effort, like
+a camera driver with sensor-data QoS: auto then subscribes best-effort, whose delivery of 34 MiB samples is
+lossy (bench/large_frames_bench.py), so a frame is resent (new stamp) until one is served. Frames announced
+by camera_info whose image never arrives are logged once and counted in /diagnostics. Then the camera
+publishes reliably: auto follows it, and the first 12 MP pair sent is served.
 """
 
 import os
@@ -55,8 +56,8 @@ class _Rig:
         rclpy.init(context=self.ctx, domain_id=domain)
         self.node = rclpy.create_node("large_frames_harness", context=self.ctx)
         be = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.pub = {n: self.node.create_publisher(t, f"/{n}", be)
-                    for n, t in (("image", Image), ("depth", Image), ("camera_info", CameraInfo))}
+        self.pub = {}
+        self.publish_with(be)
         self.points, self.diag = {}, []
         latched = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -65,6 +66,17 @@ class _Rig:
                                       QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.ex = SingleThreadedExecutor(context=self.ctx)
         self.ex.add_node(self.node)
+
+    def publish_with(self, qos):
+        """(Re)create the camera's three publishers with ``qos``."""
+        for p in self.pub.values():
+            self.node.destroy_publisher(p)
+        self.pub = {n: self.node.create_publisher(t, f"/{n}", qos)
+                    for n, t in (("image", Image), ("depth", Image), ("camera_info", CameraInfo))}
+
+    def node_reliability(self, topic) -> list:
+        return [i.qos_profile.reliability for i in self.node.get_subscriptions_info_by_topic(topic)
+                if i.node_name == "dibr_perception"]
 
     def _on_points(self, msg):
         self.points[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
@@ -113,7 +125,7 @@ def _header(stamp: float) -> Header:
 
 def test_4000x3000_rgbd_pair_is_served_with_default_reliability(rig):
     node, hs = rig
-    assert "(best_effort, depth 1)" in node.text()  # the shipped default
+    assert "(auto, depth 1)" in node.text()  # the shipped default
     frame, _, K, _ = tabletop_scene(n_objects=2, seed=1, width=W // UP, height=H // UP)
     rgb = np.repeat(np.repeat(frame["rgb"], UP, 0), UP, 1)
     mm = np.round(np.nan_to_num(frame["depth"], nan=0, posinf=0).clip(0, 60) * 1000).astype(np.uint16)
@@ -152,4 +164,43 @@ def test_lost_frames_are_logged_once_and_counted(rig):
     log = node.text()  # once for the whole run (test 1's lost frames, if any, said it already)
     assert log.count(LOST_LINE) == 1, log[mark:]
     line = next(x for x in log.splitlines() if LOST_LINE in x)
-    assert "4000x3000" in line and "MiB" in line and "input_reliability: reliable" in line, line
+    assert "4000x3000" in line and "MiB" in line and "input_reliability: auto" in line, line
+
+
+def test_auto_reliability_follows_a_reliable_camera_and_serves_its_first_12mp_pair(rig):
+    node, hs = rig
+    BE, REL = ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.RELIABLE
+    assert all(hs.node_reliability(f"/{t}") == [BE] for t in ("image", "depth", "camera_info"))
+    mark = len(node.text())
+    hs.publish_with(QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=REL))
+    t0 = time.monotonic()
+    while any(hs.node_reliability(f"/{t}") != [REL] for t in ("image", "depth", "camera_info")):
+        assert time.monotonic() - t0 < 10, node.text()[mark:]
+        hs.spin(0.25)
+    log = node.text()[mark:]
+    for t in ("image", "depth", "camera_info"):
+        assert f"[/{t}] input_reliability auto: subscribed reliable" in log, log
+    while any(p.get_subscription_count() < 1 for p in hs.pub.values()):
+        assert time.monotonic() - t0 < 20
+        hs.spin(0.1)
+    frame, _, K, _ = tabletop_scene(n_objects=2, seed=2, width=W // UP, height=H // UP)
+    rgb = np.repeat(np.repeat(frame["rgb"], UP, 0), UP, 1)
+    mm = np.round(np.nan_to_num(frame["depth"], nan=0, posinf=0).clip(0, 60) * 1000).astype(np.uint16)
+    depth = np.repeat(np.repeat(mm, UP, 0), UP, 1)
+    K = K.copy()
+    K[:2] *= UP
+    hs.points.clear()
+    h = _header(900.0)
+    hs.pub["camera_info"].publish(cv.make_camera_info(K, W, H, h))
+    hs.pub["depth"].publish(cv.numpy_to_image(depth, "16UC1", h))
+    hs.pub["image"].publish(cv.numpy_to_image(rgb, "rgb8", h))
+    t0 = time.monotonic()
+    while (900, 0) not in hs.points and time.monotonic() - t0 < 30:
+        hs.spin(0.25)
+    assert (900, 0) in hs.points, f"the one reliable 12 MP pair was not served:\n{node.text()[mark:]}"
+    # A best-effort publisher again: auto goes back to best-effort (a reliable reader would not match it).
+    hs.publish_with(QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=BE))
+    t0 = time.monotonic()
+    while hs.node_reliability("/image") != [BE]:
+        assert time.monotonic() - t0 < 10, node.text()[mark:]
+        hs.spin(0.25)

@@ -82,8 +82,8 @@ class FrameLossMonitor:
                 f"as images within {self.window_s:.0f} s")
         if size > LARGE_FRAME_BYTES:
             text += (f": frames above {LARGE_FRAME_BYTES // 2**20} MiB are lost by best-effort DDS delivery; "
-                     "set input_reliability: reliable (with a reliable camera publisher) or publish smaller "
-                     "frames")
+                     "publish the camera reliably with input_reliability: auto (the default) or reliable, "
+                     "or publish smaller frames")
         else:
             text += ": check the image topic, its publisher and QoS (input_reliability)"
         return new, text

@@ -118,9 +118,10 @@ NODE_PARAMETERS = (
     P("sync_queue_size", 5, "Messages kept per input stream while waiting for partners.", True, 1, 100),
     P("input_qos_depth", 1, "Subscription queue depth of every input (1 = never queue stale frames).", True,
       1, 100),
-    P("input_reliability", "best_effort", "Input QoS reliability: best_effort (matches any publisher) or "
-      "reliable (needed for full-size images over some DDS setups; needs a reliable publisher).", True,
-      choices=("best_effort", "reliable")),
+    P("input_reliability", "auto", "Input QoS reliability: auto (per input, reliable while every publisher of "
+      "it is reliable, else best_effort; re-checked every second, as ros2 topic echo adapts), best_effort "
+      "(matches any publisher) or reliable (needs a reliable publisher).", True,
+      choices=("auto", "best_effort", "reliable")),
     P("marker_lifetime", 0.0, "Lifetime (s) of the mesh markers; 0 = until the next DELETEALL.", False,
       0.0, 3600.0),
     P("publish_meshes", True, "Publish ~/meshes (MarkerArray)."),
@@ -219,6 +220,15 @@ def _qos_input(depth: int, reliability: str) -> QoSProfile:
                       durability=DurabilityPolicy.VOLATILE)
 
 
+def publishers_reliable(infos) -> bool | None:
+    """Whether every publisher in ``infos`` (``Node.get_publishers_info_by_topic``) is RELIABLE; None without
+    publishers. A reliable reader matches only reliable writers, and it is what serves frames too large for
+    best-effort delivery (a best-effort reader never asks again for a lost fragment)."""
+    if not infos:
+        return None
+    return all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+
+
 def _qos_latched() -> QoSProfile:
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -280,6 +290,9 @@ class PerceptionNode(Node):
         self._log = self.get_logger()
         self._throttle: dict[tuple[str, str, str], float] = {}
         self._topics: dict[str, str] = {}  # stream -> resolved topic name, for log lines
+        self._inputs: dict[str, tuple] = {}  # stream -> (message type, callback)
+        self._subs: dict = {}  # stream -> its subscription now
+        self._reliable: dict[str, bool] = {}  # stream -> subscribed RELIABLE now
         self.stats = NodeStats()
         self._loss = FrameLossMonitor()  # camera_info stamps whose image never arrived (lost in transport)
         self._stop = threading.Event()
@@ -324,28 +337,27 @@ class PerceptionNode(Node):
             self._log.warning("fast MarkerArray serialization does not match this distro/RMW: using messages")
 
         # Inputs.
-        qos = _qos_input(int(self.p["input_qos_depth"]), self.p["input_reliability"])
         streams = ["image"]
-        self._sub_image = self._subscribe(Image, "image", qos, self._on_image)
-        self._sub_info = self._subscribe(CameraInfo, "camera_info", qos, self._on_info)
-        self._topics.update(image=self._sub_image.topic_name, camera_info=self._sub_info.topic_name)
+        self._add_input("image", Image, self._on_image)
+        self._add_input("camera_info", CameraInfo, self._on_info)
         if self.p["use_depth"]:
-            sub = self._subscribe(Image, "depth", qos, lambda m: self._on_aux("depth", m, DEPTH_ENCODINGS))
-            self._topics["depth"] = sub.topic_name
+            self._add_input("depth", Image, lambda m: self._on_aux("depth", m, DEPTH_ENCODINGS))
             streams.append("depth")
             self._log.info(f"objects with < min_depth_points valid depth pixels are placed RGB-only: "
                            f"{self._pipeline.rgb_assumption}")
         else:
             self._log.info(f"use_depth=false: RGB-only placement, {self._pipeline.rgb_assumption}")
         if self.p["use_external_masks"]:
-            sub = self._subscribe(Image, "instance_mask", qos,
-                                  lambda m: self._on_aux("instance_mask", m, MASK_ENCODINGS))
-            self._topics["instance_mask"] = sub.topic_name
+            self._add_input("instance_mask", Image, lambda m: self._on_aux("instance_mask", m, MASK_ENCODINGS))
             streams.append("instance_mask")
         self._streams = tuple(streams)
         self._matcher = make_matcher(streams, self.p["sync_slop"], self.p["sync_exact"], self.p["sync_queue_size"])
 
         self._diag_timer = self.create_timer(float(self.p["diagnostic_period"]), self._diagnostics_tick)
+        self._qos_timer = None
+        if self.p["input_reliability"] == "auto":
+            self._adapt_input_qos()  # publishers already up: their QoS from the first frame on
+            self._qos_timer = self.create_timer(1.0, self._adapt_input_qos)
         self._worker = threading.Thread(target=self._work, name="dibr_perception_worker", daemon=True)
         self._worker.start()
         self._log.info(f"ready: inputs {', '.join(self._topics.values())} ({self.p['input_reliability']}, "
@@ -410,8 +422,43 @@ class PerceptionNode(Node):
         self.error_throttle = float(new["error_throttle"])
         return SetParametersResult(successful=True)
 
+    def _add_input(self, stream: str, msg_type, callback) -> None:
+        """Subscribe input ``stream`` (its topic has the same name, remappable) with ``input_reliability``
+        (auto starts best-effort, which matches any publisher, until :meth:`_adapt_input_qos` looks)."""
+        self._inputs[stream] = (msg_type, callback)
+        self._set_input_reliability(stream, self.p["input_reliability"] == "reliable")
+
+    def _set_input_reliability(self, stream: str, reliable: bool) -> None:
+        msg_type, callback = self._inputs[stream]
+        old = self._subs.pop(stream, None)
+        if old is not None:
+            self.destroy_subscription(old)
+        qos = _qos_input(int(self.p["input_qos_depth"]), "reliable" if reliable else "best_effort")
+        self._subs[stream] = sub = self._subscribe(msg_type, stream, qos, callback)
+        self._reliable[stream] = reliable
+        self._topics[stream] = sub.topic_name
+
+    def _adapt_input_qos(self) -> None:
+        """input_reliability auto: subscribe each input reliable while all its publishers are reliable, else
+        best-effort (a reliable reader would not match a best-effort publisher). Said once per change."""
+        for stream in list(self._subs):
+            topic = self._topics[stream]
+            want = publishers_reliable(self.get_publishers_info_by_topic(topic))
+            if want is None or want == self._reliable[stream]:
+                continue
+            self._set_input_reliability(stream, want)
+            self._log.info(f"[{topic}] input_reliability auto: subscribed "
+                           + ("reliable (every publisher is reliable)" if want else
+                              "best_effort (a publisher is best-effort)"))
+
+    def input_reliability(self) -> dict[str, str]:
+        """stream -> "reliable" or "best_effort": the QoS each input is subscribed with now."""
+        return {k: "reliable" if v else "best_effort" for k, v in self._reliable.items()}
+
     def _subscribe(self, msg_type, topic: str, qos: QoSProfile, callback):
         def incompatible(event, topic=topic):
+            if self.p["input_reliability"] == "auto":
+                return  # a best-effort publisher came up while subscribed reliable: the next check follows it
             self._report(topic, "qos", f"incompatible QoS with a publisher (policy {event.last_policy_kind}); "
                          f"input_reliability={self.p['input_reliability']}", warn=True)
 
