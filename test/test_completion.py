@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dibr_ros.eval.metrics import distance_to_shape, sample_surface
+from dibr_ros.eval.metrics import distance_to_shape
 from dibr_ros.perception import synthetic as S
 from dibr_ros.perception.completion import (
     complete_mesh,
@@ -16,6 +16,7 @@ from dibr_ros.perception.completion import (
 )
 from dibr_ros.perception.geometry import backproject, pixel_rays
 from dibr_ros.perception.pipeline import PerceptionPipeline
+from dibr_ros.perception.pointcloud import sample_surface
 
 W, H = 320, 240
 
@@ -252,7 +253,7 @@ def test_support_volume_completes_the_hidden_walls_of_a_box():
     seen, _, free = visibility(hidden, K, frame["depth"], 0.005)
     assert not seen.any() and not free.any()
     # Together with the measurement they cover the whole box; the measurement alone does not.
-    truth = sample_surface(v, f, 4000, np.random.default_rng(0))
+    truth = sample_surface(v, f, 4000, seed=0)[0].astype(np.float64)
     covered = distance_to_shape(truth, np.concatenate([hidden, obs]).astype(np.float64), None) < 0.005
     alone = distance_to_shape(truth, obs.astype(np.float64), None) < 0.005
     assert covered.mean() > 0.98 and alone.mean() < 0.75
@@ -355,8 +356,8 @@ def test_pipeline_fits_the_published_mesh_to_the_support_cloud():
     for iterations in (0, 3):
         e = []
         for o, ob in boxes_through_pipeline(mesh_fit_iterations=iterations):
-            truth = sample_surface(*ob.mesh(), 3000, np.random.default_rng(0))
-            mesh = sample_surface(o.vertices.astype(np.float64), o.faces, 3000, np.random.default_rng(1))
+            truth = sample_surface(*ob.mesh(), 3000, seed=0)[0].astype(np.float64)
+            mesh = sample_surface(o.vertices, o.faces, 3000, seed=1)[0].astype(np.float64)
             # Both ways: the mesh lies on the box and covers it.
             e.append(max(np.percentile(distance_to_shape(mesh, *ob.mesh()), 90),
                          np.percentile(distance_to_shape(truth, o.vertices.astype(np.float64), o.faces), 90)))

@@ -3,6 +3,6 @@
 Imports stay light: open3d/scipy/cv2 load inside the functions that need them.
 """
 
-from .metrics import inside_mesh, mesh_metrics, sample_surface, silhouette_iou
+from .metrics import inside_mesh, mesh_metrics, silhouette_iou
 
-__all__ = ["inside_mesh", "mesh_metrics", "sample_surface", "silhouette_iou"]
+__all__ = ["inside_mesh", "mesh_metrics", "silhouette_iou"]

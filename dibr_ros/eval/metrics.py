@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from ..perception.pointcloud import sample_surface, sample_triangles
+
 #: Ray directions for the inside test: spread over the sphere, off the axes and diagonals so that rays
 #: rarely graze edges of axis-aligned meshes.
 _RAY_DIRS = np.array([[0.5377, 0.8622, 0.3188], [-0.4336, 0.3426, 0.8338], [0.7254, -0.0631, -0.6855],
@@ -40,26 +42,6 @@ def _as_shape(x, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     return v, f
 
 
-def _sample_faces(tri: np.ndarray, prob: np.ndarray, n: int, rng: np.random.Generator):
-    """``n`` points uniform over the triangles ``tri`` (F, 3, 3), face ``i`` drawn with ``prob[i]``.
-    Returns points (n, 3) and their face indices (n,)."""
-    fi = rng.choice(len(tri), size=n, p=prob)
-    u, v = rng.random(n), rng.random(n)
-    flip = u + v > 1
-    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    t = tri[fi]
-    return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0]), fi
-
-
-def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` points (n,3) uniformly distributed over the mesh surface (area-weighted faces, uniform barycentrics)."""
-    tri = vertices[faces]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    if not area.sum() > 0:
-        raise ValueError("mesh has zero surface area")
-    return _sample_faces(tri, area / area.sum(), n, rng)[0]
-
-
 #: outer_surface_samples results by (mesh bytes, n, generator state before): one true mesh is scored
 #: against several predictions with the same seed; the entry restores the generator state after the draw.
 _OUTER_CACHE: dict = {}
@@ -73,7 +55,8 @@ def outer_surface_samples(vertices: np.ndarray, faces: np.ndarray, n: int, rng: 
     shape method can reach them. A sample whose both sides (offset by 1e-3 of the bounding-box diagonal
     along its face normal) are inside the mesh (:func:`inside_mesh`) lies on such a wall and is dropped.
     Where faces of k parts coincide (glued boxes sharing a plane) a sample is kept with probability 1/k, so
-    the samples stay uniform over the boundary. For a single closed part this is :func:`sample_surface`.
+    the samples stay uniform over the boundary. For a single closed part this is
+    :func:`~dibr_ros.perception.pointcloud.sample_surface`.
     Repeated calls with the same mesh, ``n`` and generator state return the same points (and leave the
     generator in the same state) without recomputing them.
     """
@@ -113,7 +96,7 @@ def _outer_surface_samples(vertices, faces, n, rng):
     kept = 0
     for _ in range(8):  # internal walls are rarely more than half the area; a few rounds fill n
         m = 2 * (n - kept) + 64
-        p, fi = _sample_faces(tri, area / area.sum(), m, rng)
+        p, fi, _ = sample_triangles(tri, area, m, rng)
         off = eps * normal[fi]
         outer = ~(inside_mesh(p + off, vertices, faces) & inside_mesh(p - off, vertices, faces))
         if scenes:
@@ -128,6 +111,14 @@ def _outer_surface_samples(vertices, faces, n, rng):
     if len(pts) < n:
         raise ValueError("mesh has (almost) no outer surface")
     return pts[:n]
+
+
+def _surface_points(vertices, faces, n, rng) -> np.ndarray:
+    """(n, 3) float64 samples of a scored mesh; a mesh without area cannot be scored."""
+    tri = vertices[faces]
+    if not np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum() > 0:
+        raise ValueError("mesh has zero surface area")
+    return sample_surface(vertices, faces, n, seed=rng)[0].astype(np.float64)
 
 
 def _scene(vertices: np.ndarray, faces: np.ndarray):
@@ -246,11 +237,11 @@ def mesh_metrics(pred, gt, taus=(0.05, 0.10), n_points: int = 10000, seed: int =
         dense = outer_surface_samples(gv, gf, 8 * n_points, rng)
         gt_pts, gt_shape = dense[:n_points], (dense, None)
     else:
-        gt_pts, gt_shape = sample_surface(gv, gf, n_points, rng), (gv, gf)
+        gt_pts, gt_shape = _surface_points(gv, gf, n_points, rng), (gv, gf)
     if pf is None:
         pred_pts = pv if len(pv) <= n_points else pv[rng.choice(len(pv), n_points, replace=False)]
     else:
-        pred_pts = sample_surface(pv, pf, n_points, rng)
+        pred_pts = _surface_points(pv, pf, n_points, rng)
     d_pred = distance_to_shape(pred_pts, *gt_shape)  # precision direction
     d_gt = distance_to_shape(gt_pts, pv, pf)  # recall direction
     out = {"chamfer_l1": float(0.5 * (d_pred.mean() + d_gt.mean()))}

@@ -34,19 +34,40 @@ def _check_mesh(vertices, faces, colors):
     return v, f, colors
 
 
-def sample_surface(vertices, faces, n: int, colors=None, seed: int | None = 0):
-    """Area-weighted uniform samples of a triangle mesh surface.
+def sample_triangles(tri: np.ndarray, weights: np.ndarray, n: int, rng: np.random.Generator):
+    """``n`` points uniform inside triangles, triangle ``i`` drawn with probability ``weights[i] / sum``.
 
-    Faces are drawn with probability proportional to area, points uniformly inside them
-    (``sqrt`` barycentric trick); colours are interpolated barycentrically from vertex colours. A mesh whose
-    total area is zero (or overflows) is sampled at its face corners instead, uniformly.
+    The one surface sampler of the package (the node's clouds and the benchmarks' metrics): faces by
+    inverse CDF, points by the ``sqrt`` barycentric trick (uniform over each triangle).
+
+    Args:
+        tri: (F, 3, 3) float corners. weights: (F,) >= 0 with a positive finite sum (areas, usually).
+        n: number of points (>= 0). rng: generator, advanced by 3 n draws.
+    Returns:
+        points (n, 3) float64, face (n,) int64 index of each point's triangle, bary (n, 3) float64 weights of
+        its corners.
+    """
+    cdf = np.cumsum(np.asarray(weights, np.float64))
+    face = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(cdf) - 1)
+    r1 = np.sqrt(rng.random(n))
+    r2 = rng.random(n)
+    bary = np.stack([1.0 - r1, r1 * (1.0 - r2), r1 * r2], axis=1)
+    t = np.asarray(tri, np.float64)[face]
+    return bary[:, 0:1] * t[:, 0] + bary[:, 1:2] * t[:, 1] + bary[:, 2:3] * t[:, 2], face, bary
+
+
+def sample_surface(vertices, faces, n: int, colors=None, seed: int | np.random.Generator | None = 0):
+    """Area-weighted uniform samples of a triangle mesh surface (:func:`sample_triangles`).
+
+    Colours are interpolated barycentrically from vertex colours. A mesh whose total area is zero (or
+    overflows) is sampled at its face corners instead, uniformly.
 
     Args:
         vertices: (V, 3) float coordinates.
         faces: (F, 3) int vertex indices.
         n: number of points (>= 0).
         colors: optional (V, 3) vertex colours in [0, 1] (clipped; NaN -> 0.5).
-        seed: random seed (None = nondeterministic).
+        seed: random seed (None = nondeterministic), or a ``np.random.Generator`` to draw from (advanced).
     Returns:
         points (n, 3) float32 and colors (n, 3) float32 (0.5 grey without vertex colours).
     Raises:
@@ -60,31 +81,26 @@ def sample_surface(vertices, faces, n: int, colors=None, seed: int | None = 0):
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
     if len(f) == 0:
         raise ValueError("mesh has no faces to sample")
-    rng = np.random.default_rng(seed)
-    a, b, cc = (v[f[:, i]].astype(np.float64) for i in range(3))
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    tri = v[f].astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
-        area = 0.5 * np.linalg.norm(np.cross(b - a, cc - a), axis=1)
+        area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
         total = area.sum()
     if np.isfinite(total) and total > 0:
-        cdf = np.cumsum(area)
-        face = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(f) - 1)
-        r1 = np.sqrt(rng.random(n))
-        r2 = rng.random(n)
-        w = np.stack([1.0 - r1, r1 * (1.0 - r2), r1 * r2], axis=1)
+        points, face, w = sample_triangles(tri, area, n, rng)
     else:
         face = rng.integers(0, len(f), size=n)
         w = np.eye(3)[rng.integers(0, 3, size=n)]
+        points = np.einsum("nk,nkd->nd", w, tri[face])
     fi = f[face]
-
-    def blend(values):
-        return (w[:, 0:1] * values[fi[:, 0]] + w[:, 1:2] * values[fi[:, 1]] + w[:, 2:3] * values[fi[:, 2]])
-
     # Convex combinations of float32 values stay within their range; clip rounding at the float32 limit.
-    points = np.clip(blend(v.astype(np.float64)), v.min(axis=0), v.max(axis=0)).astype(np.float32)
+    points = np.clip(points, v.min(axis=0), v.max(axis=0)).astype(np.float32)
     if c is None:
         pc = np.full((n, 3), 0.5, np.float32)
     else:
-        pc = np.clip(blend(c.astype(np.float64)), 0.0, 1.0).astype(np.float32)
+        cc = c.astype(np.float64)
+        pc = w[:, 0:1] * cc[fi[:, 0]] + w[:, 1:2] * cc[fi[:, 1]] + w[:, 2:3] * cc[fi[:, 2]]
+        pc = np.clip(pc, 0.0, 1.0).astype(np.float32)
     return points, pc
 
 
