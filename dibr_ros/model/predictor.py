@@ -6,9 +6,10 @@ antialiased bilinear filter to ``input_size``; the resized mask is thresholded a
 un-premultiplied inside it, zero outside. Crops of different sizes can be mixed in one call.
 
 Depth (RGB-D networks, optional per call): the aligned depth crop goes through the same framing, averaged
-over its valid pixels only (a missing pixel never blends into its neighbours), then is normalised around the
-object's own depth (:mod:`dibr_ros.model.inputs`). Without depth, or with a 4-channel (RGB-only) checkpoint,
-the network sees colour and mask only.
+over its valid pixels on the mask only (a missing pixel, or the background behind the silhouette, never
+blends into the object's depth), then is normalised around the object's own depth
+(:mod:`dibr_ros.model.inputs`). Without depth, or with a 4-channel (RGB-only) checkpoint, the network sees
+colour and mask only.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ class Predictor:
             out.append(F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=s > size,
                                      align_corners=False))
             if use_depth:
-                dout.append(self._depth_crop(depths[i], i, mh.shape, (sx0, sy0, sx1, sy1), (bx, by, s)))
+                dout.append(self._depth_crop(depths[i], i, mh, (sx0, sy0, sx1, sy1), (bx, by, s)))
                 scale.append(float(focals[i]) * size / s)  # focal of the resized crop
         x = torch.cat(out, 0)
         alpha = x[:, 3:]
@@ -214,15 +215,16 @@ class Predictor:
         zn = normalize_depth(z, valid, torch.tensor(scale, device=dev))
         return torch.cat([rgb_in, hard, zn[:, None], valid[:, None].float()], dim=1)
 
-    def _depth_crop(self, depth, i: int, shape, src, box) -> torch.Tensor:
-        """One depth crop framed like its rgb -> (1, 2, S, S): resized depth * validity, resized validity."""
+    def _depth_crop(self, depth, i: int, mask: np.ndarray, src, box) -> torch.Tensor:
+        """One depth crop framed like its rgb -> (1, 2, S, S): resized depth * validity, resized validity.
+        Valid: finite, > 0 and on the mask (the background behind a silhouette is not the object's depth)."""
         size, dev = self.input_size, self._device
         sx0, sy0, sx1, sy1 = src
         bx, by, s = box
         if depth is None:
             return torch.zeros(1, 2, size, size, device=dev)
-        if tuple(depth.shape) != tuple(shape):
-            raise ValueError(f"crop {i}: depth {tuple(depth.shape)} does not match its mask {tuple(shape)}")
+        if tuple(depth.shape) != tuple(mask.shape):
+            raise ValueError(f"crop {i}: depth {tuple(depth.shape)} does not match its mask {tuple(mask.shape)}")
         dt = depth[sy0:sy1, sx0:sx1]
         dt = torch.from_numpy(np.ascontiguousarray(dt)) if isinstance(dt, np.ndarray) else dt
         if dt.dtype == torch.uint16 or dt.dtype == torch.int32 or dt.dtype == torch.int16:
@@ -230,7 +232,8 @@ class Predictor:
         elif not dt.is_floating_point():
             raise TypeError(f"crop {i}: depth must be float (metres) or uint16 (millimetres), got {dt.dtype}")
         dt = dt.to(dev).float()
-        ok = (torch.isfinite(dt) & (dt > 0)).float()
+        on = torch.from_numpy(np.ascontiguousarray(mask[sy0:sy1, sx0:sx1])).to(dev)
+        ok = (torch.isfinite(dt) & (dt > 0) & on).float()
         dt = torch.where(ok > 0, dt, torch.zeros_like(dt))
         x = torch.stack([dt * ok, ok])
         x = F.pad(x, (sx0 - bx, bx + s - sx1, sy0 - by, by + s - sy1))
