@@ -117,6 +117,16 @@ def rig(tmp_path_factory):
         node.stop()
 
 
+def _frame_12mp(seed: int):
+    """A 4000x3000 rgb8 image, its 16UC1 depth (mm) and K: a tabletop rendered at 500x375, upsampled 8x."""
+    frame, _, K, _ = tabletop_scene(n_objects=2, seed=seed, width=W // UP, height=H // UP)
+    rgb = np.repeat(np.repeat(frame["rgb"], UP, 0), UP, 1)
+    mm = np.round(np.nan_to_num(frame["depth"], nan=0, posinf=0).clip(0, 60) * 1000).astype(np.uint16)
+    K = K.copy()
+    K[:2] *= UP
+    return rgb, np.repeat(np.repeat(mm, UP, 0), UP, 1), K
+
+
 def _header(stamp: float) -> Header:
     h = Header(frame_id="cam_optical")
     h.stamp.sec, h.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
@@ -126,12 +136,7 @@ def _header(stamp: float) -> Header:
 def test_4000x3000_rgbd_pair_is_served_with_default_reliability(rig):
     node, hs = rig
     assert "(auto, depth 1)" in node.text()  # the shipped default
-    frame, _, K, _ = tabletop_scene(n_objects=2, seed=1, width=W // UP, height=H // UP)
-    rgb = np.repeat(np.repeat(frame["rgb"], UP, 0), UP, 1)
-    mm = np.round(np.nan_to_num(frame["depth"], nan=0, posinf=0).clip(0, 60) * 1000).astype(np.uint16)
-    depth = np.repeat(np.repeat(mm, UP, 0), UP, 1)
-    K = K.copy()
-    K[:2] *= UP
+    rgb, depth, K = _frame_12mp(seed=1)
     assert rgb.shape == (H, W, 3) and rgb.nbytes == 36_000_000 and depth.nbytes == 24_000_000
     hs.spin(1.0)  # discovery
     sent, t0 = [], time.monotonic()
@@ -183,12 +188,7 @@ def test_auto_reliability_follows_a_reliable_camera_and_serves_its_first_12mp_pa
     while any(p.get_subscription_count() < 1 for p in hs.pub.values()):
         assert time.monotonic() - t0 < 20
         hs.spin(0.1)
-    frame, _, K, _ = tabletop_scene(n_objects=2, seed=2, width=W // UP, height=H // UP)
-    rgb = np.repeat(np.repeat(frame["rgb"], UP, 0), UP, 1)
-    mm = np.round(np.nan_to_num(frame["depth"], nan=0, posinf=0).clip(0, 60) * 1000).astype(np.uint16)
-    depth = np.repeat(np.repeat(mm, UP, 0), UP, 1)
-    K = K.copy()
-    K[:2] *= UP
+    rgb, depth, K = _frame_12mp(seed=2)
     hs.points.clear()
     h = _header(900.0)
     hs.pub["camera_info"].publish(cv.make_camera_info(K, W, H, h))
