@@ -361,9 +361,11 @@ def test_sampler_surface_targets_lie_on_the_object_in_the_view_frame():
 
 
 def test_fused_hidden_surface_adds_only_hidden_mesh_samples():
+    from scipy.spatial import cKDTree
+
     from dibr_ros.perception import synthetic as S
     from dibr_ros.perception.completion import visibility
-    from dibr_ros.perception.pipeline import PerceptionPipeline
+    from dibr_ros.perception.pipeline import PerceptionPipeline, PipelineConfig
 
     frame, _, K, _ = S.tabletop_scene(2, seed=3, pitch_deg=20.0)  # a low camera: the backs are unseen
     out = {}
@@ -383,4 +385,12 @@ def test_fused_hidden_surface_adds_only_hidden_mesh_samples():
         if len(extra):
             _, hidden, _ = visibility(extra, K, frame["depth"], 0.01)
             assert hidden.all()  # only where the camera cannot see
+            # beyond the support volume and the measured points, but not farther than fused_max_gap
+            ref = np.concatenate([a.points[:n_sup], a.detection.points])
+            gap = cKDTree(ref).query(extra)[0]
+            assert gap.min() > 3 * 0.003 - 1e-6 and gap.max() <= PipelineConfig().fused_max_gap + 1e-6
     assert sum(len(b.points) for b in out["fused"]) > sum(len(a.points) for a in out["support"])
+    pipe = PerceptionPipeline(S.SpherePredictor(), {"hidden_surface": "fused", "debug_image": False,
+                                                    "mesh_fit_iterations": 0, "fused_max_gap": 0.1})
+    wide = pipe.process(frame["rgb"], K, frame["depth"]).objects
+    assert sum(len(o.points) for o in wide) > sum(len(b.points) for b in out["fused"])

@@ -191,6 +191,8 @@ PIPELINE_PARAMETERS = (
       "support volume does not reach).", choices=("support", "mesh", "fused")),
     P("support_cell", _PC["support_cell"], "Grid pitch and sample spacing (m) of the support volume.", False,
       0.0005, 0.05),
+    P("fused_max_gap", _PC["fused_max_gap"], "With hidden_surface fused: the network's hidden surface is added "
+      "up to this far (m) from the support volume and the measured points.", False, 0.001, 1.0),
     P("mesh_fit_iterations", _PC["mesh_fit_iterations"], "With the support volume, the published mesh is "
       "shrink-wrapped onto the object's cloud in this many iterations (the network's vertices, faces and "
       "colours kept); 0 = the completed network mesh as is.", False, 0, 100),
