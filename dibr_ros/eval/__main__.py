@@ -3,6 +3,7 @@
     python -m dibr_ros.eval --predictor baseline:sphere --split test [--max-objects 50 --inputs 4]
     python -m dibr_ros.eval --predictor default --split ood          # shipped weights
     python -m dibr_ros.eval --predictor default --split hh_test --depth full   # RGB-D input
+    python -m dibr_ros.eval --predictor default --split test --depth full --pipeline   # the node's shape
     python -m dibr_ros.eval --predictor run/ckpt.pt --split val --shards DIR/val
     python -m dibr_ros.eval --predictor my_module:make_predictor --split test --json out.json
 
@@ -31,6 +32,9 @@ def main(argv=None) -> int:
     ap.add_argument("--iou-points", type=int, default=50000)
     ap.add_argument("--depth", default="none", choices=("none", "full", "half"),
                     help="predictor depth input: none (RGB only), full, half (half the depth pixels missing)")
+    ap.add_argument("--pipeline", action="store_true",
+                    help="score the node's shape (the perception pipeline's placement and completion with the "
+                         "depth, true mask) instead of the network's alone; needs --depth full or half")
     ap.add_argument("--json", default=None, help="write summary and records here")
     args = ap.parse_args(argv)
     try:
@@ -42,7 +46,7 @@ def main(argv=None) -> int:
             val = getattr(args, name)
             if val is not None and val < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-        method = load_method(args.predictor, args.device, args.depth)
+        method = load_method(args.predictor, args.device, args.depth, pipeline=args.pipeline)
         n = len(library.list_objects(args.split))
         total = n if args.max_objects is None else min(n, args.max_objects)
         items = eval_items(args.split, args.views, args.size, args.seed, args.max_objects, args.shards)
@@ -52,11 +56,13 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     s = res["summary"]
-    print(f"{args.predictor} {args.split} depth={args.depth}: objects {res['n_objects']} views {res['n_views']} "
+    name = args.predictor + (" (pipeline)" if args.pipeline else "")
+    print(f"{name} {args.split} depth={args.depth}: objects {res['n_objects']} views {res['n_views']} "
           + " ".join(f"{k} {v:.4f}" for k, v in s.items()))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"predictor": args.predictor, "split": args.split, "depth": args.depth, **res}, f, indent=1)
+            json.dump({"predictor": args.predictor, "pipeline": args.pipeline, "split": args.split,
+                       "depth": args.depth, **res}, f, indent=1)
     return 0
 
 

@@ -129,10 +129,40 @@ class PredictorMethod:
         return [(verts[n].astype(np.float64), faces) for n in range(len(verts))]
 
 
-def load_method(spec: str, device: str = "cpu", depth: str = "none"):
+class PipelineMethod(PredictorMethod):
+    """The node's shape, not the network's alone: each input view through
+    :class:`~dibr_ros.perception.pipeline.PerceptionPipeline` (its crop, placement and completion with the
+    measured depth) with the true mask as the instance map, at real size (depth x the object's metric
+    radius). Scored like :class:`PredictorMethod` (renormalised). Needs depth ("full" or "half")."""
+
+    def __init__(self, predictor, depth: str = "full"):
+        super().__init__(predictor, depth)
+        if depth == "none":
+            raise ValueError("the pipeline method completes with depth: use --depth full or half")
+        from dibr_ros.perception.pipeline import PerceptionPipeline
+
+        self.pipeline = PerceptionPipeline(predictor, {"debug_image": False})  # auto: the given labels
+
+    def __call__(self, batch: dict) -> list:
+        out = []
+        for n in range(len(batch["rgb"])):
+            d = batch["depth"][n].astype(np.float32)
+            if self.depth == "half":
+                d = drop_half_depth(d, batch["mask"][n], seed=n)
+            d = np.where(d > 0, d * float(batch["scale_m"][n]), np.nan).astype(np.float32)
+            res = self.pipeline.process(batch["rgb"][n], batch["K"][n], d, labels=batch["mask"][n].astype(np.int32))
+            if len(res.objects) != 1:
+                raise RuntimeError(f"pipeline found {len(res.objects)} objects in a one-object view")
+            o = res.objects[0]
+            out.append((np.asarray(o.vertices, np.float64), np.asarray(o.faces, np.int64)))
+        return out
+
+
+def load_method(spec: str, device: str = "cpu", depth: str = "none", pipeline: bool = False):
     """Method from a CLI spec: ``baseline:<kind>``, ``default`` (shipped weights), a checkpoint path, or
     ``module:factory`` (factory() returns an object with the Predictor contract); ``depth`` the predictor's
-    depth input mode (:data:`DEPTH_MODES`)."""
+    depth input mode (:data:`DEPTH_MODES`); ``pipeline``: score the node's completed shape
+    (:class:`PipelineMethod`) instead of the network's."""
     if spec.startswith("baseline:"):
         return BaselineMethod(spec.split(":", 1)[1])
     if spec == "default" or spec.endswith(".pt") or os.path.isfile(spec):
@@ -140,7 +170,8 @@ def load_method(spec: str, device: str = "cpu", depth: str = "none"):
             raise ValueError(f"checkpoint {spec} does not exist")
         from dibr_ros.model import Predictor
 
-        return PredictorMethod(Predictor.load(None if spec == "default" else spec, device=device), depth)
+        pred = Predictor.load(None if spec == "default" else spec, device=device)
+        return (PipelineMethod if pipeline else PredictorMethod)(pred, depth)
     mod, sep, attr = spec.partition(":")
     if not sep or not mod or not attr:
         raise ValueError(f"predictor spec {spec!r} is not baseline:KIND, default, a .pt path or MODULE:FACTORY")
@@ -148,7 +179,7 @@ def load_method(spec: str, device: str = "cpu", depth: str = "none"):
         factory = getattr(importlib.import_module(mod), attr)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"cannot load {spec}: {e}") from e
-    return PredictorMethod(factory(), depth)
+    return (PipelineMethod if pipeline else PredictorMethod)(factory(), depth)
 
 
 def evaluate(method, items, n_inputs: int = 4, n_points: int = 10000, n_iou_points: int = 50000, seed: int = 0,
@@ -158,7 +189,8 @@ def evaluate(method, items, n_inputs: int = 4, n_points: int = 10000, n_iou_poin
     Args:
         method: callable ``method(batch) -> list[(vertices, faces | None)]`` in each input view's frame, with
             ``batch`` = dict of numpy arrays over N input views: rgb (N,H,W,3) uint8, mask (N,H,W) bool,
-            depth (N,H,W), K (N,3,3), center (N,3) object centre in optical coordinates, gt list of the
+            depth (N,H,W), K (N,3,3), center (N,3) object centre in optical coordinates, scale_m (N,) the
+            object's metric bounding radius (depth unit = that radius), gt list of the
             ground-truth (vertices, faces) in the view frames (hull reference only). A ``normalize`` attribute
             that is True renormalises meshes (bbox centre, unit bounding sphere) before scoring.
         n_inputs: how many of each object's views serve as input.
@@ -180,7 +212,7 @@ def evaluate(method, items, n_inputs: int = 4, n_points: int = 10000, n_iou_poin
                  "mask": np.stack([r["mask"][0].numpy() > 0.5 for r in rolled]),
                  "depth": np.stack([r["depth"][0].numpy() for r in rolled]),
                  "K": np.stack([r["K"][0].double().numpy() for r in rolled]), "center": np.stack(centers),
-                 "gt": gts}
+                 "gt": gts, "scale_m": np.full(k, float(item["scale_m"]))}
         preds = method(batch)
         for i, (r, gt, pred) in enumerate(zip(rolled, gts, preds)):
             pv, pf = pred
