@@ -289,6 +289,42 @@ def test_rest_on_plane_keeps_the_image_and_touches_the_table():
     assert same is pl and k2 == 1.0
 
 
+def test_rest_on_plane_stands_the_object_on_its_seen_contact():
+    """A box without depth on a measured table, predicted with a too-deep hidden bottom (its back bottom edge
+    2 cm below the table): the front contact the camera sees places it; the lowest-point rule alone pulls it
+    towards the camera."""
+    from dibr_ros.perception import synthetic as S
+    from dibr_ros.perception.geometry import mask_box, pixel_rays, project, rotation_z_to
+    from dibr_ros.perception.placement import Placement, rest_on_plane
+
+    frame, objects, K, (n, d) = S.tabletop_scene(1, seed=4, kinds=("box",))
+    ob, mask = objects[0], frame["labels"] == 1
+    depth = frame["depth"].copy()
+    depth[mask] = np.nan  # a black box: no depth on it
+    x0, y0, x1, y1 = mask_box(mask)
+    centre = np.array([0.5 * (x0 + x1), 0.5 * (y0 + y1)])
+    v, _ = S.view_frame_mesh(ob, K, centre)
+    R = rotation_z_to(pixel_rays(K, centre))
+    true = Placement(scale=ob.radius, center=ob.center, rotation=R, source="depth")
+    X = true.apply(v).astype(np.float64)
+    bottom = np.flatnonzero(X @ n + d < 1e-3)
+    back = bottom[X[bottom, 2].argmax()]  # the bottom corner farthest from the camera: hidden
+    v = v.copy()
+    v[back] -= (0.02 / ob.radius) * (R.T @ n)  # 2 cm below the table
+    u, w = project(K, true.apply(v[back]).astype(np.float64))
+    assert x0 <= u < x1 and y0 <= w < y1 - 5  # still inside the silhouette: the mask cannot tell
+    wrong = Placement(scale=1.2 * ob.radius, center=1.2 * ob.center, rotation=R, source="distance")
+    seen, _ = rest_on_plane(wrong, v, (n, d), K=K, depth=depth, mask=mask)
+    lowest, _ = rest_on_plane(wrong, v, (n, d))
+    assert np.linalg.norm(seen.center - ob.center) < 0.004
+    assert np.linalg.norm(lowest.center - ob.center) > 0.01
+    # the contact hidden behind something in front of it: the lowest-point rule
+    hidden = depth.copy()
+    hidden[y1:y1 + 8, x0:x1] = 0.3
+    behind, _ = rest_on_plane(wrong, v, (n, d), K=K, depth=hidden, mask=mask)
+    np.testing.assert_allclose(behind.center, lowest.center)
+
+
 def test_depth_holes_find_an_object_without_depth():
     from dibr_ros.perception import synthetic as S
     from dibr_ros.perception.segmentation import segment_depth, segment_depth_holes

@@ -516,7 +516,8 @@ class PerceptionPipeline:
                 continue
             if plane is not None and det.points is not None and len(det.points) == 0:
                 # no depth on this object (a hole in the depth on the table): stand it on the table
-                placement, _ = rest_on_plane(placement, verts[i], plane)
+                placement, _ = rest_on_plane(placement, verts[i], plane, K=K, depth=depth, mask=det.mask,
+                                             tolerance=c.plane_distance)
             ts = time.perf_counter()
             t_place += (ts - tp) * 1e3
             placed = placement.apply(verts[i])
