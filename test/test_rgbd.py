@@ -172,11 +172,15 @@ def test_predictor_depth_paths_and_errors():
     mm = np.round(depth * 1000).astype(np.uint16)
     x_m = p.preprocess(rgb[None], mask[None], (mm.astype(np.float64) / 1000)[None], focal=500.0)
     torch.testing.assert_close(p.preprocess(rgb[None], mask[None], mm[None], focal=500.0), x_m, atol=1e-4, rtol=0)
-    # half the depth missing still gives valid pixels only where depth was
+    # half the depth missing: without filling, valid pixels only where depth was; filled, the whole mask
     holed = depth.copy()
     holed[:, :19] = 0
+    p.fill_holes = False
     xh = p.preprocess(rgb[None], mask[None], holed[None], focal=500.0)
     assert float(xh[0, 5, :, :12].sum()) == 0 and float(xh[0, 5].sum()) > 0
+    p.fill_holes = True
+    xf = p.preprocess(rgb[None], mask[None], holed[None], focal=500.0)
+    assert torch.equal(xf[0, 5] > 0, hard)
     # no depth = zero depth channels; an RGB-D network's output depends on the depth
     x_none = p.preprocess(rgb[None], mask[None])
     assert float(x_none[0, 4:].abs().max()) == 0
@@ -212,6 +216,47 @@ def test_predictor_ignores_depth_behind_the_silhouette():
     x_tab = p.preprocess(rgb[None], mask[None], table[None], focal=500.0)
     torch.testing.assert_close(x_tab, x_obj)
     assert float(x_obj[0, 5].sum()) > 0
+
+
+def test_fill_depth_holes_extends_a_plane_inside_the_mask_only():
+    from dibr_ros.model.inputs import fill_depth_holes
+
+    s = 32
+    yy, xx = torch.meshgrid(torch.arange(s).float(), torch.arange(s).float(), indexing="ij")
+    plane = 0.5 + 0.01 * xx + 0.005 * yy
+    inside = torch.zeros(s, s, dtype=torch.bool)
+    inside[4:28, 6:26] = True
+    valid = inside.clone()
+    valid[10:18, 10:20] = False  # a shiny patch
+    z, v = fill_depth_holes(torch.stack([plane] * 2), torch.stack([valid, valid & (yy < 7)]),
+                            torch.stack([inside] * 2))
+    assert bool(v[0][inside].all()) and not bool(v[0][~inside].any())  # filled inside, never outside
+    hole = inside & ~valid
+    ring = plane[9:19, 9:21]  # the hole and the measured pixels around it
+    # means of measured neighbours: within the ring's range, on average close to the plane
+    assert float(ring.min()) <= float(z[0][hole].min()) and float(z[0][hole].max()) <= float(ring.max())
+    assert float((z[0] - plane)[hole].abs().mean()) < 0.02  # 2 pixels of the steeper slope
+    torch.testing.assert_close(z[0][valid], plane[valid])  # measured pixels kept
+    assert torch.equal(v[1], valid & (yy < 7))  # 3 of 24 rows measured: below min_valid, left as it is
+
+
+def test_predictor_fills_partial_depth_like_full_depth():
+    """A flat object with half its depth pixels missing feeds the network what its full depth feeds."""
+    p = Predictor.from_config(TINY, seed=0)
+    h = w = 96
+    rgb = np.zeros((h, w, 3), np.uint8)
+    mask = np.zeros((h, w), bool)
+    mask[16:80, 20:76] = True
+    rgb[mask] = (60, 120, 200)
+    full = np.where(mask, 0.7, 0.0).astype(np.float32)
+    holes = full.copy()
+    holes[30:60, 30:60] = 0.0
+    x_full = p.preprocess(rgb[None], mask[None], full[None], focal=500.0)
+    x_hole = p.preprocess(rgb[None], mask[None], holes[None], focal=500.0)
+    torch.testing.assert_close(x_hole, x_full)
+    p.fill_holes = False
+    assert float(p.preprocess(rgb[None], mask[None], holes[None], focal=500.0)[0, 5].sum()) < \
+        0.85 * float(x_full[0, 5].sum())  # the holes as missing
 
 
 def test_rgb_only_checkpoint_loads_ignores_depth_and_warm_starts(tmp_path):

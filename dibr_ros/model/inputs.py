@@ -13,7 +13,7 @@ import math
 
 import torch
 
-__all__ = ["DEPTH_CLAMP", "depth_dropout", "network_input", "normalize_depth"]
+__all__ = ["DEPTH_CLAMP", "depth_dropout", "fill_depth_holes", "network_input", "normalize_depth"]
 
 DEPTH_CLAMP = 3.0
 
@@ -27,6 +27,35 @@ def normalize_depth(depth: torch.Tensor, valid: torch.Tensor, focal: torch.Tenso
     half = (s * med / (2.0 * focal.to(depth).reshape(n))).clamp_min(1e-9)
     out = ((depth - med[:, None, None]) / half[:, None, None]).clamp(-DEPTH_CLAMP, DEPTH_CLAMP)
     return torch.where(valid & (med[:, None, None] > 0), out, torch.zeros_like(out))
+
+
+def fill_depth_holes(depth: torch.Tensor, valid: torch.Tensor, inside: torch.Tensor, min_valid: float = 0.25,
+                     iterations: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fill the holes of partial depth inside the mask, as a shiny or dark patch leaves them: each missing
+    pixel takes the mean of its valid 3x3 neighbours, growing inwards one pixel per pass.
+
+    depth (N, S, S), valid (N, S, S) bool, inside (N, S, S) bool (the mask) -> (depth, valid) with the
+    filled pixels valid. Images with less than ``min_valid`` of the mask measured are left as they are
+    (too little to extend: the network treats them as RGB-only or partial). Why: the network trained with
+    holes scores lower with them than with full depth (val F@0.10 0.689 half vs 0.708 full); filled, 0.702.
+    """
+    import torch.nn.functional as F
+
+    n = depth.shape[0]
+    cover = (valid & inside).reshape(n, -1).sum(1).float() / inside.reshape(n, -1).sum(1).clamp_min(1).float()
+    todo_img = (cover >= min_valid)[:, None, None]
+    z = torch.where(valid, depth, torch.zeros_like(depth))
+    v = valid.float()
+    for _ in range(iterations):
+        todo = todo_img & inside & (v == 0)
+        if not bool(todo.any()):
+            break
+        total = F.avg_pool2d((z * v)[:, None], 3, 1, 1)[:, 0]
+        count = F.avg_pool2d(v[:, None], 3, 1, 1)[:, 0]
+        new = todo & (count > 0)
+        z = torch.where(new, total / count.clamp_min(1e-9), z)
+        v = torch.where(new, torch.ones_like(v), v)
+    return z, v > 0
 
 
 def network_input(rgb: torch.Tensor, mask: torch.Tensor, depth: torch.Tensor | None = None,

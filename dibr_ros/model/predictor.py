@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dibr_ros.model.checkpoint import CheckpointError, load_checkpoint
-from dibr_ros.model.inputs import normalize_depth
+from dibr_ros.model.inputs import fill_depth_holes, normalize_depth
 from dibr_ros.model.network import DIBRNet, checkpoint_network_config, network_config
 
 __all__ = ["PredictedMeshes", "Predictor", "default_weights_path", "resolve_device", "crop_box"]
@@ -95,13 +95,18 @@ def _as_list(x, name: str, ndim: int) -> list:
 
 
 class Predictor:
-    """Single-image mesh predictor. Build with :meth:`load` (checkpoint) or :meth:`from_config` (random)."""
+    """Single-image mesh predictor. Build with :meth:`load` (checkpoint) or :meth:`from_config` (random).
+
+    ``fill_holes`` (default True): the holes of partial depth inside the mask are filled before the network
+    (:func:`~dibr_ros.model.inputs.fill_depth_holes`); False feeds them as missing.
+    """
 
     def __init__(self, network: DIBRNet, device: torch.device, meta: dict | None = None):
         self.network = network.to(device).eval()
         self._device = device
         self.meta = dict(meta or {})
         self.crop_scale = float(network.config["crop_scale"])
+        self.fill_holes = True
 
     @property
     def device(self) -> str:
@@ -212,6 +217,8 @@ class Predictor:
         d = torch.cat(dout, 0)  # (N, 2, S, S): depth * weight, weight
         valid = (d[:, 1] > 0.5) & (hard[:, 0] > 0)
         z = d[:, 0] / d[:, 1].clamp_min(1e-6)
+        if self.fill_holes:
+            z, valid = fill_depth_holes(z, valid, hard[:, 0] > 0)
         zn = normalize_depth(z, valid, torch.tensor(scale, device=dev))
         return torch.cat([rgb_in, hard, zn[:, None], valid[:, None].float()], dim=1)
 
