@@ -15,7 +15,7 @@ from .crops import Crop, make_crops, stack_crops
 from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, inputs_checked
 from .overlay import paint_meshes
 from .placement import Placement, place_mesh, rest_on_plane
-from .pointcloud import merge_clouds, sample_surface
+from .pointcloud import merge_clouds, sample_surface, sample_triangles
 from .segmentation import (
     SEGMENTATION_MODES,
     Detection,
@@ -77,7 +77,9 @@ class PipelineConfig:
             :func:`.completion.support_volume_samples`; other objects use the mesh), "mesh" (the
             completed mesh) or "fused" (support plus the mesh's hidden samples the support volume does
             not reach, up to fused_max_gap [m] from it). support_cell [m]: grid pitch and sample spacing
-            of the support volume.
+            of the support volume. support_carve [m]: support-volume samples farther than this outside the
+            network's completed mesh are dropped (the space under a handle or a rim the height field fills;
+            0 = off).
             mesh_fit_iterations: with the support volume, the published mesh is shrink-wrapped onto the
             object's cloud (:func:`.completion.fit_to_points`, the network's connectivity and texture kept)
             in this many iterations; 0 = the completed network mesh as is.
@@ -117,6 +119,7 @@ class PipelineConfig:
     hidden_surface: str = "fused"
     support_cell: float = 0.003
     fused_max_gap: float = 0.012
+    support_carve: float = 0.01
     mesh_fit_iterations: int = 3
     points_per_object: int = 2048
     add_observed_points: bool = True
@@ -138,7 +141,7 @@ class PipelineConfig:
                     "support_cell", "merge_gap", "fused_max_gap")
         non_negative = ("color_split", "color_merge", "min_height", "min_object_size", "min_object_pixels", "crop_size",
                         "crop_padding", "default_object_size", "min_depth_points", "points_per_object",
-                        "max_observed_points", "support_contact", "mesh_fit_iterations")
+                        "max_observed_points", "support_contact", "mesh_fit_iterations", "support_carve")
         for name in positive + non_negative:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
@@ -547,6 +550,8 @@ class PerceptionPipeline:
                                                     margin=c.completion_margin)
                 except ValueError as exc:
                     warnings.append(f"object {det.label}: support volume skipped: {exc}")
+                if hidden is not None and c.support_carve > 0 and len(hidden):
+                    hidden = hidden[~self._outside_mesh(hidden, placed, faces, c.support_carve, seed=c.seed + i)]
                 if hidden is not None and c.hidden_surface == "fused":
                     hidden = np.concatenate([hidden, self._beyond_support(placed, faces, hidden, det.points, K,
                                                                           depth, c, seed=c.seed + i)])
@@ -583,6 +588,23 @@ class PerceptionPipeline:
                 center=center, placement=placement, crop=crop,
                 instance=int(det.label) if 0 < det.label < 2**31 else i + 1, completed=completed))
         return objects, warnings, t_place, t_complete, t_sample
+
+    @staticmethod
+    def _outside_mesh(pts, placed, faces, margin: float, seed: int) -> np.ndarray:
+        """(P,) bool: points farther than ``margin`` outside the closed mesh ``placed, faces``. Distance and side
+        from the nearest of dense surface samples (side: its face's outward normal)."""
+        from scipy.spatial import cKDTree
+
+        v = np.asarray(placed, np.float64)
+        tri = v[np.asarray(faces, np.int64)]
+        fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        area = 0.5 * np.linalg.norm(fn, axis=1)
+        if not np.isfinite(area.sum()) or area.sum() <= 0:
+            return np.zeros(len(pts), bool)
+        surf, face, _ = sample_triangles(tri, area, 8000, np.random.default_rng(seed))
+        d, k = cKDTree(surf).query(pts)
+        out = np.einsum("ij,ij->i", pts - surf[k], fn[face[k]]) > 0
+        return out & (d > margin)
 
     @staticmethod
     def _beyond_support(placed, faces, support, observed, K, depth, c, seed: int) -> np.ndarray:

@@ -193,6 +193,8 @@ PIPELINE_PARAMETERS = (
       0.0005, 0.05),
     P("fused_max_gap", _PC["fused_max_gap"], "With hidden_surface fused: the network's hidden surface is added "
       "up to this far (m) from the support volume and the measured points.", False, 0.001, 1.0),
+    P("support_carve", _PC["support_carve"], "Support-volume samples farther than this (m) outside the "
+      "network's completed mesh are dropped (under handles and rims); 0 = off.", False, 0.0, 1.0),
     P("mesh_fit_iterations", _PC["mesh_fit_iterations"], "With the support volume, the published mesh is "
       "shrink-wrapped onto the object's cloud in this many iterations (the network's vertices, faces and "
       "colours kept); 0 = the completed network mesh as is.", False, 0, 100),
