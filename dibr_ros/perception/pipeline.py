@@ -602,9 +602,15 @@ class PerceptionPipeline:
         if not np.isfinite(area.sum()) or area.sum() <= 0:
             return np.zeros(len(pts), bool)
         surf, face, _ = sample_triangles(tri, area, 8000, np.random.default_rng(seed))
-        d, k = cKDTree(surf).query(pts)
-        out = np.einsum("ij,ij->i", pts - surf[k], fn[face[k]]) > 0
-        return out & (d > margin)
+        tree = cKDTree(surf)
+        # Most samples lie within the margin: a bounded query settles them cheaply, only the rest need a side.
+        near = np.isfinite(tree.query(pts, distance_upper_bound=margin)[0])
+        out = np.zeros(len(pts), bool)
+        far = np.flatnonzero(~near)
+        if len(far):
+            k = tree.query(pts[far])[1]
+            out[far] = np.einsum("ij,ij->i", pts[far] - surf[k], fn[face[k]]) > 0
+        return out
 
     @staticmethod
     def _beyond_support(placed, faces, support, observed, K, depth, c, seed: int) -> np.ndarray:
