@@ -11,6 +11,10 @@ frames (image + 32FC1 depth + camera_info, RELIABLE) from this process and repor
   and whether the newest frame of the burst was the one processed last.
 
     .venv/bin/python bench/node_bench.py [--device cpu] [--frames 20] [--objects 1 5] [--no-debug]
+        [--watch-debug]
+
+The node draws ``~/debug_image`` only while it has a subscriber: ``--watch-debug`` subscribes to it here (as
+an RViz image panel would), so the overlay's cost is in the figures; without it nobody watches.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ def weights_path(tmpdir: str) -> tuple[str, str]:
 
 
 class Client:
-    def __init__(self, domain: int):
+    def __init__(self, domain: int, watch_debug: bool = False):
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=domain)
         self.node = rclpy.create_node("dibr_bench_client", context=self.ctx)
@@ -72,6 +76,9 @@ class Client:
         self.sub_points = self.node.create_subscription(PointCloud2, "/dibr_perception/points", self._on_points,
                                                         latched)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, rel)
+        self.debug_frames = 0
+        self.sub_debug = self.node.create_subscription(Image, "/dibr_perception/debug_image",
+                                                       self._on_debug, rel) if watch_debug else None
         self.ex = SingleThreadedExecutor(context=self.ctx)
         self.ex.add_node(self.node)
         self.running = True
@@ -86,6 +93,10 @@ class Client:
         t = time.perf_counter()
         with self.lock:
             self.points[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = t
+
+    def _on_debug(self, msg):
+        with self.lock:
+            self.debug_frames += 1
 
     def _on_diag(self, msg):
         with self.lock:
@@ -162,12 +173,13 @@ def scenario(n_objects, args, env, weights, domain, tmpdir):
     frame, objects, K, _ = tabletop_scene(n_objects=n_objects, seed=1, width=W, height=H)
     proc, log = start_node(env, weights, args.device, not args.no_debug,
                            os.path.join(tmpdir, f"node_{n_objects}.log"), args.param)
-    client = Client(domain)
+    client = Client(domain, args.watch_debug)
     out = {"objects_in_scene": len(objects)}
     try:
         t0 = time.monotonic()
         while min(client.pub_img.get_subscription_count(), client.pub_depth.get_subscription_count(),
-                  client.pub_info.get_subscription_count(), client.sub_points.get_publisher_count()) < 1:
+                  client.pub_info.get_subscription_count(), client.sub_points.get_publisher_count(),
+                  client.sub_debug.get_publisher_count() if client.sub_debug else 1) < 1:
             if time.monotonic() - t0 > 30:
                 raise SystemExit("node and client did not discover each other in 30 s")
             time.sleep(0.05)
@@ -199,6 +211,8 @@ def scenario(n_objects, args, env, weights, domain, tmpdir):
         out["stages_p50_ms"] = {k[len("latency_"):-len("_p50_ms")]: float(v) for k, v in diag.items()
                                 if k.startswith("latency_") and k.endswith("_p50_ms")}
         out["objects_found"] = int(diag["objects_last_frame"])
+        with client.lock:
+            out["debug_images_received"] = client.debug_frames
         # Burst at args.rate Hz: the node must drop, not queue.
         before = dict(diag)
         sent = []
@@ -239,6 +253,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--burst-s", type=float, default=3.0)
     ap.add_argument("--no-debug", action="store_true", help="publish_debug_image:=false")
+    ap.add_argument("--watch-debug", action="store_true", help="subscribe to ~/debug_image (the node then draws it)")
     ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                     help="extra node parameter (repeatable)")
     ap.add_argument("--json", help="also write the results here")
@@ -253,7 +268,8 @@ def main() -> int:
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     weights, kind = weights_path(tmpdir)
     info = {"machine": f"{platform.node()} {os.cpu_count()} CPUs, load avg {os.getloadavg()}",
-            "weights": kind, "device": args.device, "debug_image": not args.no_debug, "params": args.param,
+            "weights": kind, "device": args.device, "debug_image": not args.no_debug,
+            "debug_watched": args.watch_debug, "params": args.param,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     results = {}
     for n in args.objects:

@@ -257,8 +257,8 @@ class Harness:
                                       lambda m: self._store(self.meshes, m), latched)
         self.node.create_subscription(PointCloud2, "/dibr_perception/points",
                                       lambda m: self._store(self.points, m), latched)
-        self.node.create_subscription(Image, "/dibr_perception/debug_image",
-                                      lambda m: self._store(self.debug, m), rel)
+        self.debug_sub = self.node.create_subscription(Image, "/dibr_perception/debug_image",
+                                                       lambda m: self._store(self.debug, m), rel)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, rel)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
@@ -277,6 +277,11 @@ class Harness:
         while any(p.get_subscription_count() < 1 for p in self.pub.values()):
             assert time.monotonic() - t0 < timeout, "node's subscriptions not discovered"
             time.sleep(0.05)
+        # the node draws its debug overlay only while it sees a subscriber
+        while self.debug_sub.get_publisher_count() < 1:
+            assert time.monotonic() - t0 < timeout, "node's debug_image publisher not discovered"
+            time.sleep(0.05)
+        time.sleep(0.2)  # discovery is not symmetric to the instant
 
     def _spin_loop(self):
         while self._running and self.ctx.ok():

@@ -521,6 +521,21 @@ def test_pipeline_sphere_scene_end_to_end(sphere_scene):
     assert (dbg != frame["rgb"]).any(axis=2).sum() > sum(d.detection.mask.sum() for d in res.objects) * 0.8
 
 
+def test_pipeline_debug_override_skips_only_the_overlay(sphere_scene):
+    """process(debug=False) (the node without a debug subscriber) draws nothing and changes no output."""
+    frame, _, K, _ = sphere_scene
+    pipe = PerceptionPipeline(S.SpherePredictor(), {"debug_image": True})
+    on, off = (pipe.process(frame["rgb"], K, depth=frame["depth"], debug=d) for d in (None, False))
+    assert on.debug_image is not None and off.debug_image is None and off.timings["debug"] == 0.0
+    assert len(on.objects) == len(off.objects) > 0
+    for a, b in zip(on.objects, off.objects):
+        np.testing.assert_array_equal(a.points, b.points)
+        np.testing.assert_array_equal(a.vertices, b.vertices)
+    forced = PerceptionPipeline(S.SpherePredictor(), {"debug_image": False}).process(
+        frame["rgb"], K, depth=frame["depth"], debug=True)
+    assert forced.debug_image is not None and forced.debug_image.shape == frame["rgb"].shape
+
+
 def xyz_rows(xyz, points):
     """Row indices of ``points`` inside ``xyz`` (they are contiguous)."""
     start = int(np.flatnonzero((xyz == points[0]).all(axis=1))[0])
