@@ -22,6 +22,10 @@ import subprocess
 import sys
 import time
 
+# A benchmark's ROS traffic stays on this machine unless the caller says otherwise (the installed node
+# itself never forces it: real robots need discovery).
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = ("640x480", "1920x1080", "2600x1950", "3264x2448", "4000x3000")
 

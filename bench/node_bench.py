@@ -30,6 +30,10 @@ import time
 
 import numpy as np
 
+# A benchmark's ROS traffic stays on this machine unless the caller says otherwise (the installed node
+# itself never forces it: real robots need discovery).
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
