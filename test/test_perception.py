@@ -536,6 +536,26 @@ def test_pipeline_debug_override_skips_only_the_overlay(sphere_scene):
     assert forced.debug_image is not None and forced.debug_image.shape == frame["rgb"].shape
 
 
+def test_pipeline_objects_on_the_pool_match_one_by_one():
+    """The per-object geometry runs on a thread pool: same objects, same order, same arrays as serially."""
+    frame, _, K, _ = S.tabletop_scene(4, seed=5)
+
+    class Serial:
+        def map(self, f, items):
+            return map(f, items)
+
+    pooled = PerceptionPipeline(S.SpherePredictor(), {"debug_image": False})
+    serial = PerceptionPipeline(S.SpherePredictor(), {"debug_image": False})
+    serial._pool = Serial
+    a, b = (p.process(frame["rgb"], K, depth=frame["depth"]) for p in (pooled, serial))
+    assert pooled._executor is not None and len(a.objects) == len(b.objects) >= 3
+    for x, y in zip(a.objects, b.objects):
+        assert x.instance == y.instance
+        for name in ("points", "point_colors", "vertices", "colors", "center"):
+            np.testing.assert_array_equal(getattr(x, name), getattr(y, name))
+    assert a.warnings == b.warnings
+
+
 def xyz_rows(xyz, points):
     """Row indices of ``points`` inside ``xyz`` (they are contiguous)."""
     start = int(np.flatnonzero((xyz == points[0]).all(axis=1))[0])

@@ -3,8 +3,10 @@ the measured depth -> sample."""
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -240,7 +242,9 @@ class FrameResult:
 
     Attributes:
         objects: list of :class:`ObjectResult`.
-        timings: ms per stage: segment, crop, predict, place, complete, sample, debug, total.
+        timings: ms per stage: segment, crop, predict, place, complete, sample, debug, total. place, complete
+            and sample are summed over the objects, which run on a thread pool: their sum can exceed the wall
+            time they take.
         debug_image: (H, W, 3) uint8 overlay or None.
         segmentation: the segmentation mode used ("depth", "color" or "labels").
         warnings: objects dropped and why, and predictor faults handled in this frame (CUDA out of memory:
@@ -336,6 +340,7 @@ class PerceptionPipeline:
         self.predictor = predictor
         self.config = config
         self.crop_size = int(config.crop_size or getattr(predictor, "input_size", 0) or 64)
+        self._executor = None
         self.max_batch: int | None = None  # crops per predict call after an out-of-memory error; None = all
         self._dibr_failed = config.debug_renderer == "opencv"
 
@@ -497,6 +502,14 @@ class PerceptionPipeline:
             return (*parts[0], said)
         return (np.concatenate([p[0] for p in parts]), parts[0][1], np.concatenate([p[2] for p in parts]), said)
 
+    def _pool(self):
+        """Threads for the per-object geometry (created on first use, one per core up to 4)."""
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="dibr_obj")
+        return self._executor
+
     def _place_all(self, dets, crops, verts, faces, colors, rgb, K, depth, plane):
         from scipy.spatial import cKDTree
 
@@ -504,31 +517,33 @@ class PerceptionPipeline:
         objects, warnings = [], []
         t_place = t_complete = t_sample = 0.0
         n_surface = max(c.points_per_object, 2048)
-        for i, (det, crop) in enumerate(zip(dets, crops)):
+
+        def one(i: int):
+            """Object ``i``: (ObjectResult or None, lines to report, [place, complete, sample] ms)."""
+            det, crop = dets[i], crops[i]
+            said, times = [], [0.0, 0.0, 0.0]
             ts = time.perf_counter()
             try:
                 # Samples in the view frame serve both the front-surface estimate and (scaled) the cloud:
                 # a similarity transform keeps area-weighted samples area-weighted.
                 surf, surf_col = sample_surface(verts[i], faces, n_surface, colors[i], seed=c.seed + i)
             except ValueError as exc:
-                warnings.append(f"object {det.label}: mesh rejected: {exc}")
-                continue
+                return None, [f"object {det.label}: mesh rejected: {exc}"], times
             tp = time.perf_counter()
-            t_sample += (tp - ts) * 1e3
+            times[2] += (tp - ts) * 1e3
             try:
                 placement = place_mesh(verts[i], K, det.mask, crop.center, det.points, surface_points=surf,
                                        default_distance=c.default_distance,
                                        default_object_size=c.default_object_size or None,
                                        min_points=c.min_depth_points)
             except ValueError as exc:
-                warnings.append(f"object {det.label}: placement failed: {exc}")
-                continue
+                return None, [f"object {det.label}: placement failed: {exc}"], times
             if plane is not None and det.points is not None and len(det.points) == 0:
                 # no depth on this object (a hole in the depth on the table): stand it on the table
                 placement, _ = rest_on_plane(placement, verts[i], plane, K=K, depth=depth, mask=det.mask,
                                              tolerance=c.plane_distance)
             ts = time.perf_counter()
-            t_place += (ts - tp) * 1e3
+            times[0] += (ts - tp) * 1e3
             placed = placement.apply(verts[i])
             vcol = np.clip(np.nan_to_num(colors[i], nan=0.5), 0.0, 1.0)
             center = placement.center
@@ -538,12 +553,12 @@ class PerceptionPipeline:
                     done = complete_mesh(placed, faces, K, depth, det.mask, det.points, plane,
                                          margin=c.completion_margin, contact=c.support_contact)
                 except ValueError as exc:  # e.g. fewer than 3 valid depth points: keep the placed mesh
-                    warnings.append(f"object {det.label}: completion skipped: {exc}")
+                    said.append(f"object {det.label}: completion skipped: {exc}")
                     completed = False
             if completed:
                 placed, center = done.vertices, placement.center + done.shift
                 tc = time.perf_counter()
-                t_complete += (tc - ts) * 1e3
+                times[1] += (tc - ts) * 1e3
                 ts = tc
             # Observed points exist only with depth (the detections back-project it).
             observed = c.add_observed_points and det.points is not None and len(det.points) > 0
@@ -555,7 +570,7 @@ class PerceptionPipeline:
                     hidden = support_volume_samples(det.points, plane, K, depth, cell=c.support_cell,
                                                     margin=c.completion_margin)
                 except ValueError as exc:
-                    warnings.append(f"object {det.label}: support volume skipped: {exc}")
+                    said.append(f"object {det.label}: support volume skipped: {exc}")
                 # One draw of the network's mesh serves the carve (all of it) and the fusion (its first
                 # points_per_object samples: the draws are independent, so any prefix is uniform too).
                 mesh_pts, mesh_nrm = (self._mesh_samples(placed, faces, max(_CARVE_SAMPLES, c.points_per_object),
@@ -588,16 +603,28 @@ class PerceptionPipeline:
                 else:
                     points, point_colors = fuse_observed(points, point_colors, obs, obs_col, K, depth,
                                                          c.completion_margin)
-            t_sample += (time.perf_counter() - ts) * 1e3
+            times[2] += (time.perf_counter() - ts) * 1e3
             if hidden is not None and c.mesh_fit_iterations > 0:  # the cloud holds the observed points too
                 ts = time.perf_counter()
                 placed = fit_to_points(placed, faces, points, iterations=c.mesh_fit_iterations)
-                t_complete += (time.perf_counter() - ts) * 1e3
-            objects.append(ObjectResult(
+                times[1] += (time.perf_counter() - ts) * 1e3
+            return ObjectResult(
                 vertices=placed, faces=faces, colors=vcol,
                 points=points, point_colors=point_colors, detection=det, scale_m=placement.scale,
                 center=center, placement=placement, crop=crop,
-                instance=int(det.label) if 0 < det.label < 2**31 else i + 1, completed=completed))
+                instance=int(det.label) if 0 < det.label < 2**31 else i + 1, completed=completed), said, times
+
+        # Objects are independent and seeded by their index: on a CPU the per-object geometry (numpy, scipy,
+        # OpenCV; much of it outside the GIL) runs on the pool, in the same order and with the same result.
+        # Each job runs in a copy of this thread's context: the inputs_checked() mark travels with it.
+        ctxs = [contextvars.copy_context() for _ in dets]
+        results = list(self._pool().map(lambda i: ctxs[i].run(one, i), range(len(dets)))) if len(dets) > 1 \
+            else [one(0)]
+        for obj, said, times in results:
+            warnings += said
+            t_place, t_complete, t_sample = t_place + times[0], t_complete + times[1], t_sample + times[2]
+            if obj is not None:
+                objects.append(obj)
         return objects, warnings, t_place, t_complete, t_sample
 
     @staticmethod
