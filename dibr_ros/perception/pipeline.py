@@ -571,14 +571,16 @@ class PerceptionPipeline:
                                                     margin=c.completion_margin)
                 except ValueError as exc:
                     said.append(f"object {det.label}: support volume skipped: {exc}")
-                # One draw of the network's mesh serves the carve (all of it) and the fusion (its first
-                # points_per_object samples: the draws are independent, so any prefix is uniform too).
-                mesh_pts, mesh_nrm = (self._mesh_samples(placed, faces, max(_CARVE_SAMPLES, c.points_per_object),
-                                                         seed=c.seed + i) if hidden is not None
-                                      else (np.zeros((0, 3)), np.zeros((0, 3))))
-                if hidden is not None and c.support_carve > 0 and len(hidden):
+                carve = hidden is not None and c.support_carve > 0 and len(hidden) > 0
+                fuse = hidden is not None and c.hidden_surface == "fused"
+                if carve or fuse:
+                    # One draw of the network's mesh serves the carve (all of it) and the fusion (its first
+                    # points_per_object samples: the draws are independent, so any prefix is uniform too).
+                    mesh_pts, mesh_nrm = self._mesh_samples(placed, faces, max(_CARVE_SAMPLES, c.points_per_object),
+                                                            seed=c.seed + i)
+                if carve:
                     hidden = hidden[~self._outside_mesh(hidden, mesh_pts, mesh_nrm, c.support_carve)]
-                if hidden is not None and c.hidden_surface == "fused":
+                if fuse:
                     hidden = np.concatenate([hidden, self._beyond_support(mesh_pts[:c.points_per_object], hidden,
                                                                           det.points, K, depth, c)])
             if hidden is not None:
