@@ -704,3 +704,25 @@ def test_process_validates_each_input_once_and_leaves_the_callers_arrays_alone(s
         segment_depth(np.zeros(depth.shape, np.uint16), K)
     with pytest.raises(ValueError, match="focal lengths must be positive"):
         geometry.check_intrinsics(np.diag([0.0, 1.0, 1.0]))
+
+
+def test_sample_surface_normals_lie_on_their_faces_of_a_box():
+    """Each sample of an axis-aligned box lies on a face whose outward normal it carries; no area, no samples."""
+    import open3d as o3d
+
+    from dibr_ros.perception.pointcloud import sample_surface_normals
+
+    box = o3d.geometry.TriangleMesh.create_box(0.2, 0.1, 0.05)
+    v, f = np.asarray(box.vertices), np.asarray(box.triangles)
+    pts, nrm = sample_surface_normals(v, f, 3000, seed=4)
+    assert pts.shape == nrm.shape == (3000, 3)
+    unit = nrm / np.linalg.norm(nrm, axis=1, keepdims=True)
+    axis = np.abs(unit).argmax(axis=1)
+    np.testing.assert_allclose(np.abs(unit).max(axis=1), 1.0, atol=1e-9)  # axis-aligned faces
+    size = np.array([0.2, 0.1, 0.05])
+    rows = np.arange(len(pts))
+    expect = np.where(unit[rows, axis] > 0, size[axis], 0.0)  # outward: +x face at x = 0.2, -x face at x = 0
+    np.testing.assert_allclose(pts[rows, axis], expect, atol=1e-9)
+    # area-weighted: the 0.2 x 0.1 faces (z normals) hold 0.02 / 0.035 of the area
+    assert abs((axis == 2).mean() - 0.02 / 0.035) < 0.04
+    assert sample_surface_normals(np.zeros_like(v), f, 10)[0].shape == (0, 3)  # no area: no samples

@@ -17,7 +17,7 @@ from .crops import Crop, make_crops, stack_crops
 from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, inputs_checked
 from .overlay import paint_meshes
 from .placement import Placement, place_mesh, rest_on_plane
-from .pointcloud import merge_clouds, sample_surface, sample_triangles
+from .pointcloud import merge_clouds, sample_surface, sample_surface_normals
 from .segmentation import (
     SEGMENTATION_MODES,
     Detection,
@@ -576,8 +576,8 @@ class PerceptionPipeline:
                 if carve or fuse:
                     # One draw of the network's mesh serves the carve (all of it) and the fusion (its first
                     # points_per_object samples: the draws are independent, so any prefix is uniform too).
-                    mesh_pts, mesh_nrm = self._mesh_samples(placed, faces, max(_CARVE_SAMPLES, c.points_per_object),
-                                                            seed=c.seed + i)
+                    n_mesh = max(_CARVE_SAMPLES, c.points_per_object)
+                    mesh_pts, mesh_nrm = sample_surface_normals(placed, faces, n_mesh, seed=c.seed + i)
                 if carve:
                     hidden = hidden[~self._outside_mesh(hidden, mesh_pts, mesh_nrm, c.support_carve)]
                 if fuse:
@@ -630,23 +630,10 @@ class PerceptionPipeline:
         return objects, warnings, t_place, t_complete, t_sample
 
     @staticmethod
-    def _mesh_samples(placed, faces, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """(n, 3) float64 area-uniform samples of the mesh ``placed, faces`` and (n, 3) the (unnormalised)
-        outward normal of each one's face; (0, 3) both for a mesh without finite area."""
-        v = np.asarray(placed, np.float64)
-        tri = v[np.asarray(faces, np.int64)]
-        fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        area = 0.5 * np.linalg.norm(fn, axis=1)
-        if not np.isfinite(area.sum()) or area.sum() <= 0:
-            return np.zeros((0, 3)), np.zeros((0, 3))
-        surf, face, _ = sample_triangles(tri, area, n, np.random.default_rng(seed))
-        return surf, fn[face]
-
-    @staticmethod
     def _outside_mesh(pts, surf, normals, margin: float) -> np.ndarray:
         """(P,) bool: points farther than ``margin`` outside the closed mesh whose dense surface samples are
-        ``surf`` (S, 3) with face normals ``normals`` (S, 3) (:meth:`_mesh_samples`). Distance and side from
-        the nearest sample (side: its face's outward normal)."""
+        ``surf`` (S, 3) with face normals ``normals`` (S, 3) (:func:`.pointcloud.sample_surface_normals`).
+        Distance and side from the nearest sample (side: its face's outward normal)."""
         from scipy.spatial import cKDTree
 
         out = np.zeros(len(pts), bool)

@@ -56,6 +56,32 @@ def sample_triangles(tri: np.ndarray, weights: np.ndarray, n: int, rng: np.rando
     return bary[:, 0:1] * t[:, 0] + bary[:, 1:2] * t[:, 1] + bary[:, 2:3] * t[:, 2], face, bary
 
 
+def _corners_normals_areas(v: np.ndarray, f: np.ndarray):
+    """(F, 3, 3) float64 face corners, (F, 3) normals ``(v1 - v0) x (v2 - v0)`` and (F,) areas of a mesh."""
+    tri = v[f].astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        area = 0.5 * np.linalg.norm(normal, axis=1)
+    return tri, normal, area
+
+
+def sample_surface_normals(vertices, faces, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Area-weighted uniform samples of a mesh (:func:`sample_triangles`) with the normal of each one's face.
+
+    Args:
+        vertices: (V, 3) float coordinates (trusted: the caller validated the mesh). faces: (F, 3) int.
+        n: number of points. seed: random seed.
+    Returns:
+        points (n, 3) float64 and normals (n, 3) float64 ``(v1 - v0) x (v2 - v0)`` of their faces (unnormalised,
+        outward for an outward-wound mesh); (0, 3) both for a mesh without a finite positive area.
+    """
+    tri, normal, area = _corners_normals_areas(np.asarray(vertices), np.asarray(faces, np.int64))
+    if not (np.isfinite(area.sum()) and area.sum() > 0):
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    points, face, _ = sample_triangles(tri, area, n, np.random.default_rng(seed))
+    return points, normal[face]
+
+
 def sample_surface(vertices, faces, n: int, colors=None, seed: int | np.random.Generator | None = 0):
     """Area-weighted uniform samples of a triangle mesh surface (:func:`sample_triangles`).
 
@@ -82,9 +108,8 @@ def sample_surface(vertices, faces, n: int, colors=None, seed: int | np.random.G
     if len(f) == 0:
         raise ValueError("mesh has no faces to sample")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    tri = v[f].astype(np.float64)
+    tri, _, area = _corners_normals_areas(v, f)
     with np.errstate(over="ignore", invalid="ignore"):
-        area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
         total = area.sum()
     if np.isfinite(total) and total > 0:
         points, face, w = sample_triangles(tri, area, n, rng)
