@@ -536,6 +536,43 @@ def test_pipeline_debug_override_skips_only_the_overlay(sphere_scene):
     assert forced.debug_image is not None and forced.debug_image.shape == frame["rgb"].shape
 
 
+def test_pipeline_overlay_blends_tint_and_painted_meshes(sphere_scene):
+    """Debug image = input, masks tinted 40 % with the object's palette colour, the painted meshes blended
+    70 % over that, then boxes and labels; untouched elsewhere."""
+    import cv2
+
+    from dibr_ros.perception.overlay import paint_meshes
+    from dibr_ros.perception.pipeline import _palette
+
+    frame, _, K, _ = sphere_scene
+    rgb = frame["rgb"]
+    H, W = rgb.shape[:2]
+    res = PerceptionPipeline(S.SpherePredictor(), {"debug_renderer": "opencv"}).process(rgb, K, frame["depth"])
+    assert len(res.objects) >= 2
+    dets = [o.detection for o in res.objects]
+    far_first = sorted(res.objects, key=lambda o: -float(o.center[2]))
+    layer, alpha, (x0, y0) = paint_meshes(K, [(o.vertices, o.faces, o.colors) for o in far_first], H, W)
+    paint = np.zeros((H, W, 3)), np.zeros((H, W), bool)
+    paint[0][y0:y0 + alpha.shape[0], x0:x0 + alpha.shape[1]] = layer
+    paint[1][y0:y0 + alpha.shape[0], x0:x0 + alpha.shape[1]] = alpha > 0
+    tinted = rgb.astype(np.float64)
+    for i, d in enumerate(dets):
+        tinted[d.mask] = 0.6 * tinted[d.mask] + 0.4 * np.array(_palette(i))
+    expect = np.where(paint[1][..., None], 0.3 * tinted + 0.7 * paint[0], tinted)
+    # boxes (2 px lines) and their labels (above the box) drawn last: left out of the comparison
+    lines = np.zeros((H, W), np.uint8)
+    for d in dets:
+        bx0, by0, bx1, by1 = d.box
+        cv2.rectangle(lines, (bx0, by0), (bx1 - 1, by1 - 1), 1, 4)
+        lines[max(by0 - 20, 0):by0 + 3, bx0:bx1 + 60] = 1
+    keep = lines == 0
+    assert paint[1][keep].sum() > 500
+    err = np.abs(res.debug_image.astype(np.float64) - expect)[keep]
+    assert err.max() <= 1.5  # rounding of the two blends
+    untouched = keep & ~paint[1] & ~np.any([d.mask for d in dets], axis=0)
+    np.testing.assert_array_equal(res.debug_image[untouched], rgb[untouched])
+
+
 def test_pipeline_objects_on_the_pool_match_one_by_one():
     """The per-object geometry runs on a thread pool: same objects, same order, same arrays as serially."""
     frame, _, K, _ = S.tabletop_scene(4, seed=5)

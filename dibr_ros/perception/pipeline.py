@@ -686,13 +686,16 @@ class PerceptionPipeline:
         import cv2
 
         out = rgb.copy()
+        # Whole-box OpenCV blends written back through the mask: ~5x cheaper than fancy indexing in numpy.
         for i, det in enumerate(dets):
             x0, y0, x1, y1 = det.box
-            sub, m = out[y0:y1, x0:x1], det.mask[y0:y1, x0:x1]
-            sub[m] = (0.6 * sub[m] + 0.4 * np.array(_palette(i), np.float32)).astype(np.uint8)
+            sub = out[y0:y1, x0:x1]
+            tint = np.empty_like(sub)
+            tint[:] = _palette(i)
+            cv2.copyTo(cv2.addWeighted(sub, 0.6, tint, 0.4, 0.0), det.mask[y0:y1, x0:x1].view(np.uint8), sub)
         if objects:
             H, W = rgb.shape[:2]
-            layer = None
+            layer, hard = None, False
             if self._use_dibr():
                 try:
                     layer, alpha = self._render_dibr(K, objects, H, W, self.config.debug_scale)
@@ -700,11 +703,14 @@ class PerceptionPipeline:
                 except Exception:  # any renderer failure (build, API, memory): OpenCV from now on
                     self._dibr_failed = True
             if layer is None:
-                layer, alpha, origin = self._render_opencv(K, objects, H, W)
+                (layer, alpha, origin), hard = self._render_opencv(K, objects, H, W), True
             h, w = alpha.shape
-            a = 0.7 * alpha[..., None]
             sub = out[origin[1]:origin[1] + h, origin[0]:origin[0] + w]
-            sub[:] = (sub * (1 - a) + layer * a).astype(np.uint8)
+            if hard:  # the painter's coverage is 0 or 1
+                cv2.copyTo(cv2.addWeighted(sub, 0.3, layer, 0.7, 0.0), (alpha > 0).view(np.uint8), sub)
+            else:  # DIB-R's resized layer: fractional coverage at the edges
+                a = 0.7 * alpha[..., None]
+                sub[:] = (sub * (1 - a) + layer * a).astype(np.uint8)
         for i, det in enumerate(dets):
             x0, y0, x1, y1 = det.box
             cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), _palette(i), 2)
