@@ -7,6 +7,10 @@ Variants: ``base`` (RGB-D network, depth dropout, silhouette + colour + depth lo
 without 3D supervision), ``chamfer`` (base + the Chamfer term, the shipped recipe), ``rgb_only`` (4-channel
 network, DIB-R's losses only: the recipe before RGB-D). One image = one view of one object (batch_size *
 views per step). Run it on an otherwise idle machine: it measures wall time.
+
+``--modes`` runs the network as trained (``eager``), with channels-last activations and weights
+(``channels_last``) or through ``torch.compile`` (``compile``: inductor's C++ backend on CPU; the one-off
+compile time is reported apart and left out of the rate).
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ VARIANTS = {
 }
 
 
-def measure(variant: str, threads: int, steps: int, batch: int, views: int) -> dict:
+MODES = ("eager", "channels_last", "compile")
+
+
+def measure(variant: str, threads: int, steps: int, batch: int, views: int, mode: str = "eager") -> dict:
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as run:
         cfg = {"run_dir": run, "train_split": "train+hh_train", "train_objects": 256, "val_objects": 2,
@@ -39,13 +46,25 @@ def measure(variant: str, threads: int, steps: int, batch: int, views: int) -> d
         t = Trainer(cfg)
         for _ in range(3):  # warm-up: extension load, allocator
             t._step()
+        net, fmt = t.net, torch.contiguous_format
+        if mode == "channels_last":
+            fmt = torch.channels_last
+            net = t.net.to(memory_format=fmt)
+        t_compile = 0.0
+        if mode == "compile":
+            net = torch.compile(t.net)
+            t0 = time.perf_counter()
+            for _ in range(2):  # the first calls compile forward and backward
+                b = t.sampler.sample(batch)
+                t.loss_fn(net(t._input(b, dropout=True)), b)["loss"].backward()
+            t_compile = time.perf_counter() - t0
         t_sample = t_update = 0.0
         for _ in range(steps):
             t0 = time.perf_counter()
             b = t.sampler.sample(batch)
             t1 = time.perf_counter()
-            x = t._input(b, dropout=True)
-            out = t.loss_fn(t.net(x), b)
+            x = t._input(b, dropout=True).contiguous(memory_format=fmt)
+            out = t.loss_fn(net(x), b)
             t.opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             t.opt.step()
@@ -53,7 +72,7 @@ def measure(variant: str, threads: int, steps: int, batch: int, views: int) -> d
             t_sample += t1 - t0
             t_update += t2 - t1
     total = t_sample + t_update
-    return {"variant": variant, "threads": threads, "steps_per_s": steps / total,
+    return {"variant": variant, "mode": mode, "compile_s": t_compile, "threads": threads, "steps_per_s": steps / total,
             "images_per_s": steps * batch * views / total, "sample_ms": 1e3 * t_sample / steps,
             "update_ms": 1e3 * t_update / steps}
 
@@ -65,14 +84,17 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--views", type=int, default=2)
+    ap.add_argument("--modes", nargs="+", default=["eager"], choices=MODES)
     a = ap.parse_args(argv)
-    print("| variant | threads | steps/s | images/s | batch rendering ms/step | update ms/step |")
-    print("|---|---|---|---|---|---|")
+    print("| variant | mode | threads | steps/s | images/s | batch rendering ms/step | update ms/step | compile s |")
+    print("|---|---|---|---|---|---|---|---|")
     for th in a.threads:
         for v in a.variants:
-            r = measure(v, th, a.steps, a.batch_size, a.views)
-            print(f"| {r['variant']} | {r['threads']} | {r['steps_per_s']:.2f} | {r['images_per_s']:.0f} | "
-                  f"{r['sample_ms']:.0f} | {r['update_ms']:.0f} |", flush=True)
+            for mode in a.modes:
+                r = measure(v, th, a.steps, a.batch_size, a.views, mode)
+                print(f"| {r['variant']} | {mode} | {r['threads']} | {r['steps_per_s']:.2f} | "
+                      f"{r['images_per_s']:.0f} | {r['sample_ms']:.0f} | {r['update_ms']:.0f} | "
+                      f"{r['compile_s']:.0f} |", flush=True)
     return 0
 
 
