@@ -13,7 +13,8 @@
 # state split in 15 MiB parts ($OUT/train_state.pt.part-NN + .sha256; the device returns files <= 16 MiB).
 # Start: resume from .gpu_carry/run/train_state.pt.part-* when present (exact: model, Adam, RNG, sampler,
 # step; --max-minutes counts from where it stopped), else init_from .gpu_carry/run/default_candidate.pt when
-# present (state too large to carry: fresh Adam), else init_from dibr_ros/weights/default.pt (3100 CPU steps).
+# present (state too large to carry: fresh Adam), else init_from dibr_ros/weights/default.pt (the shipped RGB-D
+# model, ~70k CPU iterations).
 #
 # Settings (H100, 80 GB; the network is 3.4 M parameters, so the GPU is far from full at any of these):
 #   batch 64 objects x 3 views = 192 input images, 576 prediction renders of 64x64 per step (multi-view
