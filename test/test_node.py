@@ -471,6 +471,15 @@ def test_good_frame_outputs(rig, scene):
         time.sleep(0.05)
     dbg = hs.debug[(h.stamp.sec, h.stamp.nanosec)]
     assert dbg.encoding == "rgb8" and (dbg.width, dbg.height) == (W, H) and dbg.header == h
+    # drawn on the overlay thread, after the frame's outputs: timed there, its skips counted
+    while True:
+        with hs.lock:
+            kv = {v.key: v.value for v in hs.diag[-1].status[0].values} if hs.diag else {}
+        if "latency_debug_p50_ms" in kv:
+            break
+        assert time.monotonic() - t0 < 5.0, "no overlay latency in /diagnostics"
+        time.sleep(0.05)
+    assert float(kv["latency_debug_p50_ms"]) > 0 and int(kv["frames_debug_dropped"]) >= 0
 
 
 def test_diagnostics(rig):

@@ -3,6 +3,8 @@
 Scenes are ray-cast analytically (dibr_ros.perception.synthetic), so every mask, depth and pose is known.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -534,6 +536,24 @@ def test_pipeline_debug_override_skips_only_the_overlay(sphere_scene):
     forced = PerceptionPipeline(S.SpherePredictor(), {"debug_image": False}).process(
         frame["rgb"], K, depth=frame["depth"], debug=True)
     assert forced.debug_image is not None and forced.debug_image.shape == frame["rgb"].shape
+
+
+def test_pipeline_overlay_later_is_the_same_image(sphere_scene):
+    """overlay(rgb, K, result) of a frame processed without the overlay (the node draws it after publishing)
+    is the image process(debug=True) returns, detections without an object included."""
+    frame, _, K, _ = sphere_scene
+    pipe = PerceptionPipeline(S.SpherePredictor(), {"debug_renderer": "opencv"})
+    now = pipe.process(frame["rgb"], K, depth=frame["depth"], debug=True)
+    later = pipe.process(frame["rgb"], K, depth=frame["depth"], debug=False)
+    assert later.debug_image is None and len(later.detections) == len(now.detections) >= len(now.objects) > 0
+    np.testing.assert_array_equal(pipe.overlay(frame["rgb"], K, later), now.debug_image)
+    # a detection whose object was dropped: its mask is still tinted, no mesh drawn over it
+    gone = later.objects[0].detection
+    img = pipe.overlay(frame["rgb"], K, dataclasses.replace(later, objects=later.objects[1:]))
+    assert (img != frame["rgb"]).any(axis=2)[gone.mask].mean() > 0.9
+    assert (img != now.debug_image).any(axis=2)[gone.mask].mean() > 0.5
+    with pytest.raises(ValueError, match="uint8"):
+        pipe.overlay(frame["rgb"].astype(np.float32), K, later)
 
 
 def test_pipeline_overlay_blends_tint_and_painted_meshes(sphere_scene):

@@ -249,6 +249,8 @@ class FrameResult:
         segmentation: the segmentation mode used ("depth", "color" or "labels").
         warnings: objects dropped and why, and predictor faults handled in this frame (CUDA out of memory:
             smaller batches, then the CPU), one line each; each fault is reported in one frame only.
+        detections: every :class:`Detection` of the frame, also those whose object was dropped (the overlay
+            tints them all).
     """
 
     objects: list
@@ -256,6 +258,7 @@ class FrameResult:
     debug_image: np.ndarray | None = None
     segmentation: str = ""
     warnings: list = field(default_factory=list)
+    detections: list = field(default_factory=list)
 
     def cloud(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All objects' points merged: xyz (N, 3) float32, rgb (N, 3) float32 [0, 1], instance (N,) int32."""
@@ -456,7 +459,18 @@ class PerceptionPipeline:
             t = lap("debug", t)
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return FrameResult(objects=objects, timings=timings, debug_image=debug, segmentation=mode,
-                           warnings=warnings)
+                           warnings=warnings, detections=list(dets))
+
+    def overlay(self, rgb, K, result: FrameResult) -> np.ndarray:
+        """The debug image of a processed frame, drawn later (the node draws it on its own thread, after the
+        meshes and points are out): the same image ``process(..., debug=True)`` returns.
+
+        Args:
+            rgb: (H, W, 3) uint8 and K: (3, 3), as given to :meth:`process` for ``result``.
+        Returns:
+            (H, W, 3) uint8.
+        """
+        return self._overlay(check_rgb(rgb), check_intrinsics(K), result.detections, result.objects)
 
     def _predict(self, rgb, mask, depth=None):
         """Predict in chunks of at most ``max_batch`` crops, shrinking the chunks (then leaving the GPU) on

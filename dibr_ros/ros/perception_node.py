@@ -7,7 +7,9 @@ Subscribes (relative names, remap them): ``image``, ``camera_info``, ``depth`` (
 Threading: the executor thread only validates metadata, matches stamps and drops the matched set into a
 one-item slot; a worker thread takes the *newest* set, runs the pipeline and publishes. Frames that arrive
 while the worker is busy replace the waiting one and are counted as drops, so the node never works through
-a backlog of stale frames.
+a backlog of stale frames. While someone watches ``~/debug_image``, the worker hands each published frame to
+an overlay thread the same way (newest wins, skips counted as ``frames_debug_dropped``): the overlay never
+delays the meshes and points.
 
 Parameters are declared from the module-level table ``PARAMETERS`` (see ``config/perception.yaml``).
 """
@@ -127,7 +129,7 @@ NODE_PARAMETERS = (
     P("publish_meshes", True, "Publish ~/meshes (MarkerArray)."),
     P("publish_points", True, "Publish ~/points (PointCloud2)."),
     P("publish_debug_image", True, "Publish ~/debug_image (rgb8 overlay), drawn only while it has a "
-      "subscriber."),
+      "subscriber, after the meshes and points, on its own thread (newest frame wins)."),
     P("diagnostic_period", 1.0, "Period (s) of the /diagnostics status.", True, 0.1, 60.0),
     P("error_throttle", 5.0, "Repeat the same input error in the log at most once per this many seconds.",
       False, 0.0, 3600.0),
@@ -302,6 +304,7 @@ class PerceptionNode(Node):
         self._loss = FrameLossMonitor()  # camera_info stamps whose image never arrived (lost in transport)
         self._stop = threading.Event()
         self._slot = LatestSlot()
+        self._overlay_slot = LatestSlot()  # published frames waiting for their debug image
         self._arrivals: dict[int, float] = {}  # image stamp (ns) -> arrival time, for image_to_points latency
         self._arrivals_lock = threading.Lock()
         self._info: CameraInfo | None = None  # latest CameraInfo and its K (None if that one was invalid)
@@ -365,6 +368,9 @@ class PerceptionNode(Node):
             self._qos_timer = self.create_timer(1.0, self._adapt_input_qos)
         self._worker = threading.Thread(target=self._work, name="dibr_perception_worker", daemon=True)
         self._worker.start()
+        self._overlay_worker = threading.Thread(target=self._draw_overlays, name="dibr_perception_overlay",
+                                                daemon=True)
+        self._overlay_worker.start()
         self._log.info(f"ready: inputs {', '.join(self._topics.values())} ({self.p['input_reliability']}, "
                        f"depth {self.p['input_qos_depth']}); outputs {self._pub_meshes.topic_name}, "
                        f"{self._pub_points.topic_name}, {self._pub_debug.topic_name}")
@@ -643,10 +649,11 @@ class PerceptionNode(Node):
         t0 = time.perf_counter()
         rgb, K, depth, labels = self._decode(frame)
         self.stats.latency("decode", (time.perf_counter() - t0) * 1e3)
-        # The overlay costs ~3-5 ms per object on CPU: drawn only while someone watches it (a lazy publisher,
-        # as image_transport's); the meshes and clouds do not depend on it.
-        result = self._pipeline.process(rgb, K, depth, labels, debug=self.p["publish_debug_image"]
-                                        and self._pub_debug.get_subscription_count() > 0)
+        # The overlay (~3-5 ms per object on CPU) is drawn only while someone watches it (a lazy publisher, as
+        # image_transport's), and after the meshes and clouds are out, on the overlay thread.
+        pipeline = self._pipeline
+        watched = self.p["publish_debug_image"] and self._pub_debug.get_subscription_count() > 0
+        result = pipeline.process(rgb, K, depth, labels, debug=False)
         if self._pipeline.predictor is not self.predictor:
             # the pipeline moved the model to the CPU after CUDA ran out of memory: keep it there (a
             # parameter change rebuilds the pipeline from self.predictor) and report the device in use
@@ -654,7 +661,8 @@ class PerceptionNode(Node):
             self.device = str(self.predictor.device)
             self.stats.device = _device_description(self.device)
         for stage, ms in result.timings.items():
-            self.stats.latency(stage, ms)
+            if stage != "debug":  # timed on the overlay thread
+                self.stats.latency(stage, ms)
         for line in result.warnings:
             self._report("image", "objects", line, warn=True)
         t1 = time.perf_counter()
@@ -669,6 +677,27 @@ class PerceptionNode(Node):
         if arrival is not None:
             self.stats.latency("image_to_points", (done - arrival) * 1e3)
         self.stats.frame_ok(len(result.objects))
+        if watched:
+            self._overlay_slot.put((pipeline, rgb, K, result, img.header))
+            self.stats.set_count("debug_dropped", self._overlay_slot.dropped)
+
+    def _draw_overlays(self) -> None:
+        """Overlay thread: the debug image of the newest published frame."""
+        while not self._stop.is_set():
+            job = self._overlay_slot.take(timeout=0.2)
+            if job is None or self._stop.is_set():
+                continue
+            pipeline, rgb, K, result, header = job
+            t0 = time.perf_counter()
+            try:
+                image = pipeline.overlay(rgb, K, result)
+            except Exception as exc:  # a broken overlay never stops the meshes and points
+                self._report("debug_image", "overlay", f"debug overlay failed: {type(exc).__name__}: {exc}",
+                             warn=True)
+                continue
+            self.stats.latency("debug", (time.perf_counter() - t0) * 1e3)
+            if not self._stop.is_set():
+                self._pub_debug.publish(conv.numpy_to_image(image, "rgb8", header))
 
     def _publish(self, header, result) -> None:
         p = self.p
@@ -678,8 +707,6 @@ class PerceptionNode(Node):
                                  [int(o.detection.label) for o in objs])
         if p["publish_points"]:
             self._pub_points.publish(conv.points_to_cloud(header, *result.cloud()))
-        if p["publish_debug_image"] and result.debug_image is not None:
-            self._pub_debug.publish(conv.numpy_to_image(result.debug_image, "rgb8", header))
         if self._pub_det is not None:
             self._pub_det.publish(conv.detection3d_array(
                 self._vision_msgs, header, [(int(o.detection.label), o.vertices, o.detection.score) for o in objs]))
@@ -746,7 +773,9 @@ class PerceptionNode(Node):
         """Stop the worker; a frame in flight finishes (publishing is skipped after shutdown)."""
         self._stop.set()
         self._slot.wake()
+        self._overlay_slot.wake()
         self._worker.join(timeout_s)
+        self._overlay_worker.join(timeout_s)
 
 
 # Raised by declare_parameter for overrides of the wrong type or out of range (names differ across distros).
