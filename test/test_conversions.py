@@ -208,6 +208,24 @@ def test_points_to_cloud_layout_and_rgb_bits():
     np.testing.assert_array_equal(back["instance"], inst)
 
 
+def test_points_to_cloud_with_sources():
+    """The node's layout: a sixth FLOAT32 field ``source`` at offset 20, point_step 24; round trip."""
+    xyz = RNG.normal(size=(5, 3)).astype(np.float32)
+    rgb, inst, src = np.full((5, 3), 7, np.uint8), np.array([1, 1, 2, 2, 2]), np.array([0, 1, 2, 0, 2], np.uint8)
+    cloud = cv.points_to_cloud(_header(), xyz, rgb, inst, src)
+    assert [(f.name, f.offset) for f in cloud.fields][-2:] == [("instance", 16), ("source", 20)]
+    assert cloud.point_step == 24 and len(cloud.data) == 120
+    raw = np.frombuffer(bytes(cloud.data), dtype=np.uint8).reshape(5, 24)
+    np.testing.assert_array_equal(raw[:, 20:24].copy().view("<f4")[:, 0], src.astype(np.float32))
+    back = cv.cloud_to_numpy(deserialize_message(serialize_message(cloud), PointCloud2))
+    np.testing.assert_array_equal(back["source"], src)
+    np.testing.assert_array_equal(back["xyz"], xyz)
+    np.testing.assert_array_equal(back["instance"], inst)
+    assert cv.cloud_to_numpy(cv.points_to_cloud(_header(), xyz, rgb, inst))["source"] is None
+    with pytest.raises(ValueError, match="source"):
+        cv.points_to_cloud(_header(), xyz, rgb, inst, src[:4])
+
+
 def test_points_to_cloud_float_colours_and_empty():
     c = cv.points_to_cloud(_header(), np.zeros((2, 3)), np.array([[1.0, 0.5, 0.0], [0.2, 0.2, 0.2]]), [3, 4])
     np.testing.assert_array_equal(cv.cloud_to_numpy(c)["rgb"], [[255, 128, 0], [51, 51, 51]])

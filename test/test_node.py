@@ -446,10 +446,18 @@ def test_good_frame_outputs(rig, scene):
         assert np.all((cols >= 0) & (cols <= 1))
     # Cloud: fields, stamp, instances match the marker ids, points near the true objects.
     assert cloud.header == h
-    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "instance"]
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "instance", "source"]
     data = cv.cloud_to_numpy(cloud)
     ids = sorted({m.id for m in tris})
     assert sorted(set(data["instance"].tolist())) == ids
+    # source: the measured points lie on the depth image, the inferred ones (support, network) behind it
+    src = data["source"]
+    assert set(src.tolist()) <= {0, 1, 2} and (src == 0).any() and (src > 0).any()
+    uvz = data["xyz"] @ K.T
+    u, v = np.rint(uvz[:, 0] / uvz[:, 2]).astype(np.int64), np.rint(uvz[:, 1] / uvz[:, 2]).astype(np.int64)
+    z = frame["depth"][np.clip(v, 0, H - 1), np.clip(u, 0, W - 1)]
+    assert np.median(np.abs(data["xyz"][src == 0, 2] - z[src == 0])) < 0.002
+    assert np.median(data["xyz"][src > 0, 2] - z[src > 0]) > 0.005
     assert len(data["xyz"]) >= 500 * len(ids)
     centres = np.array([o.center for o in objects])
     radii = np.array([o.radius for o in objects])

@@ -508,3 +508,36 @@ def test_support_carve_drops_only_support_samples_outside_the_network_mesh():
         # most samples well outside go (the side test is local: folds of the completed mesh hide a few)
         assert gone[far].sum() >= 0.8 * far.sum()
     assert removed_total > 0  # a sphere does not fill the boxes' support volume: the carve acts
+
+
+def test_point_sources_label_every_cloud_point():
+    """point_sources: measured points 0 (exactly the detection's depth points), the support volume 1, the
+    network's mesh 2; the fused cloud's support part is the support-only cloud's, the mesh-only cloud has no
+    support points, a frame without depth only network points."""
+    from dibr_ros.perception import synthetic as S
+    from dibr_ros.perception.pipeline import PerceptionPipeline
+    from dibr_ros.perception.pointcloud import SOURCE_NETWORK, SOURCE_OBSERVED, SOURCE_SUPPORT
+
+    frame, _, K, _ = S.tabletop_scene(2, seed=3, pitch_deg=20.0)
+    expected = {"support": {SOURCE_OBSERVED, SOURCE_SUPPORT}, "mesh": {SOURCE_OBSERVED, SOURCE_NETWORK},
+                "fused": {SOURCE_OBSERVED, SOURCE_SUPPORT, SOURCE_NETWORK}}
+    out = {}
+    for mode in expected:
+        pipe = PerceptionPipeline(S.SpherePredictor(), {"hidden_surface": mode, "debug_image": False,
+                                                        "mesh_fit_iterations": 0})
+        out[mode] = pipe.process(frame["rgb"], K, frame["depth"])
+    for mode, res in out.items():
+        assert len(res.objects) == 2
+        assert len(res.cloud_sources()) == len(res.cloud()[0])
+        for o in res.objects:
+            src = o.point_sources
+            assert src.dtype == np.uint8 and src.shape == (len(o.points),)
+            obs = o.points[src == SOURCE_OBSERVED]
+            assert len(obs) == min(len(o.detection.points), 2048)
+            assert {tuple(p) for p in obs} <= {tuple(p) for p in o.detection.points.astype(np.float32)}
+            assert set(src.tolist()) == expected[mode]
+    for a, b in zip(out["support"].objects, out["fused"].objects):
+        np.testing.assert_array_equal(b.points[b.point_sources == SOURCE_SUPPORT],
+                                      a.points[a.point_sources == SOURCE_SUPPORT])
+    rgb_only = PerceptionPipeline(S.SpherePredictor(), {"debug_image": False}).process(frame["rgb"], K)
+    assert rgb_only.objects and all((o.point_sources == SOURCE_NETWORK).all() for o in rgb_only.objects)

@@ -17,7 +17,14 @@ from .crops import Crop, make_crops, stack_crops
 from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, inputs_checked
 from .overlay import paint_meshes
 from .placement import Placement, place_mesh, rest_on_plane
-from .pointcloud import merge_clouds, sample_surface, sample_surface_normals
+from .pointcloud import (
+    SOURCE_NETWORK,
+    SOURCE_OBSERVED,
+    SOURCE_SUPPORT,
+    merge_clouds,
+    sample_surface,
+    sample_surface_normals,
+)
 from .segmentation import (
     SEGMENTATION_MODES,
     Detection,
@@ -213,6 +220,8 @@ class ObjectResult:
     Attributes:
         vertices (V, 3) float32, faces (F, 3) int64, colors (V, 3) float32 [0, 1]: placed mesh.
         points (P, 3) float32, point_colors (P, 3) float32 [0, 1]: surface samples (+ observed points).
+        point_sources (P,) uint8: where each point comes from (:data:`.pointcloud.SOURCES`: measured depth,
+            the support volume, the network's mesh).
         detection: the :class:`Detection`.
         completed: the mesh was corrected with the measured depth (:func:`.completion.complete_mesh`).
         instance: point-cloud instance id: detection.label when it fits an int32, else the object's 1-based
@@ -234,6 +243,7 @@ class ObjectResult:
     crop: Crop
     instance: int
     completed: bool = False
+    point_sources: np.ndarray | None = None
 
 
 @dataclass
@@ -263,6 +273,10 @@ class FrameResult:
     def cloud(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All objects' points merged: xyz (N, 3) float32, rgb (N, 3) float32 [0, 1], instance (N,) int32."""
         return merge_clouds((o.points, o.point_colors, o.instance) for o in self.objects)
+
+    def cloud_sources(self) -> np.ndarray:
+        """(N,) uint8 source of each point of :meth:`cloud` (:data:`.pointcloud.SOURCES`)."""
+        return np.concatenate([np.zeros(0, np.uint8)] + [o.point_sources for o in self.objects])
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -594,6 +608,7 @@ class PerceptionPipeline:
                     mesh_pts, mesh_nrm = sample_surface_normals(placed, faces, n_mesh, seed=c.seed + i)
                 if carve:
                     hidden = hidden[~self._outside_mesh(hidden, mesh_pts, mesh_nrm, c.support_carve)]
+                n_support = len(hidden) if hidden is not None else 0
                 if fuse:
                     hidden = np.concatenate([hidden, self._beyond_support(mesh_pts[:c.points_per_object], hidden,
                                                                           det.points, K, depth, c)])
@@ -601,12 +616,16 @@ class PerceptionPipeline:
                 # The network's texture colours the hidden side.
                 near = cKDTree(placed).query(hidden)[1] if len(hidden) else np.zeros(0, np.int64)
                 points, point_colors = hidden, vcol[near].astype(np.float32)
+                sources = np.full(len(points), SOURCE_NETWORK, np.uint8)
+                sources[:n_support] = SOURCE_SUPPORT
             elif completed:
                 # The completion is not a similarity: sample the corrected surface anew.
                 points, point_colors = sample_surface(placed, faces, c.points_per_object, vcol, seed=c.seed + i)
             else:
                 points = placement.apply(surf[:c.points_per_object])
                 point_colors = surf_col[:c.points_per_object]
+            if hidden is None:
+                sources = np.full(len(points), SOURCE_NETWORK, np.uint8)
             if observed:
                 obs, pix = det.points, det.pixels
                 if len(obs) > c.max_observed_points:
@@ -616,9 +635,11 @@ class PerceptionPipeline:
                 if hidden is not None:  # already only what the camera cannot see
                     points = np.concatenate([points, obs.astype(np.float32)])
                     point_colors = np.concatenate([point_colors, obs_col])
-                else:
+                else:  # fuse_observed keeps the surface samples first, then the observed points
                     points, point_colors = fuse_observed(points, point_colors, obs, obs_col, K, depth,
                                                          c.completion_margin)
+                    sources = sources[:len(points) - len(obs)]
+                sources = np.concatenate([sources, np.full(len(obs), SOURCE_OBSERVED, np.uint8)])
             times[2] += (time.perf_counter() - ts) * 1e3
             if hidden is not None and c.mesh_fit_iterations > 0:  # the cloud holds the observed points too
                 ts = time.perf_counter()
@@ -628,7 +649,8 @@ class PerceptionPipeline:
                 vertices=placed, faces=faces, colors=vcol,
                 points=points, point_colors=point_colors, detection=det, scale_m=placement.scale,
                 center=center, placement=placement, crop=crop,
-                instance=int(det.label) if 0 < det.label < 2**31 else i + 1, completed=completed), said, times
+                instance=int(det.label) if 0 < det.label < 2**31 else i + 1, completed=completed,
+                point_sources=sources), said, times
 
         # Objects are independent and seeded by their index: on a CPU the per-object geometry (numpy, scipy,
         # OpenCV; much of it outside the GIL) runs on the pool, in the same order and with the same result.

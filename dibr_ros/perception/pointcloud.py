@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Where a cloud point comes from (``ObjectResult.point_sources``, the cloud's ``source`` field): measured by
+#: the depth camera; the support volume under the measured surface (an assumption: solid down to the
+#: table); the network's completed mesh (a prediction).
+SOURCE_OBSERVED, SOURCE_SUPPORT, SOURCE_NETWORK = 0, 1, 2
+SOURCES = {SOURCE_OBSERVED: "observed", SOURCE_SUPPORT: "support", SOURCE_NETWORK: "network"}
+
 
 def _check_mesh(vertices, faces, colors):
     try:

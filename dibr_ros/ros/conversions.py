@@ -10,9 +10,10 @@ bytes (``Publisher.publish(bytes)``), about 100x faster than building 10^4 ``Poi
 ``CdrMarkerSerializer.verify()`` checks it against ``rclpy.serialization`` (same size, same decoded
 message) on the running distro / RMW before the node relies on it.
 
-Clouds: ``points_to_cloud`` packs x, y, z, rgb, instance into one ``PointCloud2`` (point_step 20, every
-field FLOAT32 so ``read_points_numpy`` works on the whole cloud; ``rgb`` is the PCL convention,
-uint32 0x00RRGGBB bit-cast to float32; ``instance`` is the object index as float32, exact below 2**24).
+Clouds: ``points_to_cloud`` packs x, y, z, rgb, instance (and the node's ``source``) into one ``PointCloud2``
+(point_step 20, 24 with source; every field FLOAT32 so ``read_points_numpy`` works on the whole cloud;
+``rgb`` is the PCL convention, uint32 0x00RRGGBB bit-cast to float32; ``instance`` is the object index as
+float32, exact below 2**24; ``source`` 0 measured, 1 support volume, 2 network).
 """
 
 from __future__ import annotations
@@ -431,20 +432,24 @@ def mesh_marker_array_cdr(header: Header, meshes: Sequence, ns: str = "meshes", 
 
 # ----------------------------------------------------------------------------------------------- clouds
 
-_CLOUD_FIELDS = ("x", "y", "z", "rgb", "instance")
+_CLOUD_FIELDS = ("x", "y", "z", "rgb", "instance", "source")
 # rgb written through a uint32 view: the bit pattern must survive untouched (no float arithmetic).
-_CLOUD_DTYPE = np.dtype([(n, "<u4" if n == "rgb" else "<f4") for n in _CLOUD_FIELDS])
+_CLOUD_DTYPES = {k: np.dtype([(n, "<u4" if n == "rgb" else "<f4") for n in _CLOUD_FIELDS[:k]]) for k in (5, 6)}
 _PF_DTYPES = {
     PointField.INT8: "i1", PointField.UINT8: "u1", PointField.INT16: "i2", PointField.UINT16: "u2",
     PointField.INT32: "i4", PointField.UINT32: "u4", PointField.FLOAT32: "f4", PointField.FLOAT64: "f8",
 }
 
 
-def points_to_cloud(header: Header, xyz: np.ndarray, rgb: np.ndarray, instance: np.ndarray) -> PointCloud2:
-    """PointCloud2 with FLOAT32 fields x, y, z, rgb, instance at offsets 0/4/8/12/16 (point_step 20).
+def points_to_cloud(header: Header, xyz: np.ndarray, rgb: np.ndarray, instance: np.ndarray,
+                    source: np.ndarray | None = None) -> PointCloud2:
+    """PointCloud2 with FLOAT32 fields x, y, z, rgb, instance at offsets 0/4/8/12/16 (point_step 20), and
+    with ``source`` a sixth, ``source`` at 20 (point_step 24).
 
     xyz (N, 3) metres; rgb (N, 3) float in [0, 1] or uint8, packed as uint32 0x00RRGGBB bit-cast to float32
-    (PCL/RViz "rgb"); instance (N,) int object index, stored as float32. ``is_dense`` iff all xyz finite.
+    (PCL/RViz "rgb"); instance (N,) int object index, stored as float32; source (N,) int where each point
+    comes from (:data:`dibr_ros.perception.pointcloud.SOURCES`), stored as float32. ``is_dense`` iff all xyz
+    finite.
     """
     xyz = np.asarray(xyz)
     n = len(xyz)
@@ -456,33 +461,38 @@ def points_to_cloud(header: Header, xyz: np.ndarray, rgb: np.ndarray, instance: 
     instance = np.asarray(instance)
     if instance.shape != (n,):
         raise ValueError(f"instance must be ({n},), got {instance.shape}")
+    if source is not None and np.shape(source) != (n,):
+        raise ValueError(f"source must be ({n},), got {np.shape(source)}")
     if rgb.dtype != np.uint8 and rgb.dtype.kind != "f":  # an int array would pass as [0, 1] floats: 1 -> 255
         raise TypeError(f"rgb must be uint8 or float in [0, 1], got {rgb.dtype}")
     if rgb.dtype != np.uint8:
         rgb = np.clip(np.rint(np.nan_to_num(rgb.astype(np.float64)) * 255.0), 0, 255).astype(np.uint8)
     packed = (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2]
-    pts = np.empty(n, dtype=_CLOUD_DTYPE)
+    dtype = _CLOUD_DTYPES[5 if source is None else 6]
+    pts = np.empty(n, dtype=dtype)
     pts["x"], pts["y"], pts["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     pts["rgb"] = packed
     pts["instance"] = instance
+    if source is not None:
+        pts["source"] = source
     msg = PointCloud2()
     msg.header = header
     msg.height, msg.width = 1, n
     msg.fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-                  for i, name in enumerate(_CLOUD_FIELDS)]
+                  for i, name in enumerate(dtype.names)]
     msg.is_bigendian = False
-    msg.point_step = _CLOUD_DTYPE.itemsize
-    msg.row_step = _CLOUD_DTYPE.itemsize * n
+    msg.point_step = dtype.itemsize
+    msg.row_step = dtype.itemsize * n
     msg.is_dense = bool(np.isfinite(xyz).all())
     msg.data = pts.tobytes()
     return msg
 
 
 def cloud_to_numpy(msg: PointCloud2) -> dict:
-    """Read x, y, z (+ rgb, instance when present) from any PointCloud2 layout.
+    """Read x, y, z (+ rgb, instance, source when present) from any PointCloud2 layout.
 
-    Returns ``dict(xyz (N, 3) float32, rgb (N, 3) uint8 or None, instance (N,) int64 or None)``; raises
-    ``ValueError`` for inconsistent sizes or missing x/y/z.
+    Returns ``dict(xyz (N, 3) float32, rgb (N, 3) uint8 or None, instance (N,) int64 or None, source (N,)
+    int64 or None)``; raises ``ValueError`` for inconsistent sizes or missing x/y/z.
     """
     fields = {f.name: f for f in msg.fields}
     for name in ("x", "y", "z"):
@@ -494,7 +504,7 @@ def cloud_to_numpy(msg: PointCloud2) -> dict:
         raise ValueError(f"cloud data has {_data_len(msg.data)} bytes, expected row_step*height = {rs * h}")
     bo = ">" if msg.is_bigendian else "<"
     names, formats, offsets = [], [], []
-    for name in ("x", "y", "z", "rgb", "instance"):
+    for name in _CLOUD_FIELDS:
         f = fields.get(name)
         if f is None:
             continue
@@ -520,4 +530,5 @@ def cloud_to_numpy(msg: PointCloud2) -> dict:
         u = pts["rgb"].astype(np.uint32)
         rgb = np.stack([(u >> 16) & 255, (u >> 8) & 255, u & 255], axis=1).astype(np.uint8)
     inst = pts["instance"].astype(np.int64) if "instance" in names else None
-    return {"xyz": xyz, "rgb": rgb, "instance": inst}
+    source = pts["source"].astype(np.int64) if "source" in names else None
+    return {"xyz": xyz, "rgb": rgb, "instance": inst, "source": source}

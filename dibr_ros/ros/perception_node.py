@@ -706,7 +706,7 @@ class PerceptionNode(Node):
             self._publish_meshes(header, [(o.vertices, o.faces, o.colors) for o in objs],
                                  [int(o.detection.label) for o in objs])
         if p["publish_points"]:
-            self._pub_points.publish(conv.points_to_cloud(header, *result.cloud()))
+            self._pub_points.publish(conv.points_to_cloud(header, *result.cloud(), result.cloud_sources()))
         if self._pub_det is not None:
             self._pub_det.publish(conv.detection3d_array(
                 self._vision_msgs, header, [(int(o.detection.label), o.vertices, o.detection.score) for o in objs]))
