@@ -122,7 +122,8 @@ def run_family(family: str, scenes: int, seed0: int, weights: str | None, device
     if val:  # the same family on validation objects (for choosing settings without looking at test)
         fam = dataclasses.replace(fam, objects=fam.objects.replace("hh_test", "hh_val").replace("test", "val"))
     pipes = make_pipelines(weights, device, family, overrides)
-    out = {"node": [], "ablation": [], "node_full": [], "removed": [], "lat": [], "rgb": {"node": [], "ablation": []}}
+    out = {"node": [], "ablation": [], "node_full": [], "removed": [], "lat": [], "rgb": {"node": [], "ablation": []},
+           "sources": np.zeros(3, np.int64)}  # the node's cloud points by source (measured, support, network)
     for k in range(scenes):
         seed = seed0 + k
         scene_cfg, cam = family_configs(fam, seed, views=views)
@@ -135,6 +136,7 @@ def run_family(family: str, scenes: int, seed0: int, weights: str | None, device
                 t0 = time.perf_counter()
                 res = pipes["node"].process(f.rgb, f.K, depth)
                 out["lat"].append((time.perf_counter() - t0) * 1e3)
+                out["sources"] += np.bincount(res.cloud_sources(), minlength=3)[:3]
                 res_a = pipes["ablation"].process(f.rgb, f.K, depth)
                 if fam.depth == "none":
                     out["rgb"]["node"] += rgb_only_rows(res, f)
@@ -171,10 +173,14 @@ FAMILY_KEYS = (("chamfer_mm", "Chamfer-L1 mm", 1), ("f@5mm", "F@5mm", 3), ("f@10
 
 
 def family_table(family: str, res: dict) -> tuple[list[str], dict]:
-    """Markdown lines of one family and its headline figures (cloud F@10mm per row)."""
+    """Markdown lines of one family and its headline figures (cloud F@10mm per row, the network's share of
+    the node's cloud points)."""
     fam = FAMILIES[family]
     lines = [f"### {family}: {fam.description}", ""]
-    head = {}
+    share = res["sources"] / max(1, int(res["sources"].sum()))
+    head = {"network_share": float(share[2])}
+    composition = (f"Node cloud points: measured {100 * share[0]:.0f} %, support volume {100 * share[1]:.0f} %, "
+                   f"network mesh {100 * share[2]:.0f} % (the `source` field).")
     if fam.depth == "none":
         lines += ["| row | objects | cloud F@5mm (centre aligned) | cloud F@10mm (centre aligned) | "
                   "view-frame shape F@0.10 |", "|---|---|---|---|---|"]
@@ -189,7 +195,7 @@ def family_table(family: str, res: dict) -> tuple[list[str], dict]:
         head["depth"] = 0.0
         gain = head["node"] - head["ablation"]
         lines += ["", f"Network contribution (node - ablation): cloud F@10mm {gain:+.3f}, view-frame shape "
-                  f"F@0.10 {head['node_shape'] - head['ablation_shape']:+.3f}.", ""]
+                  f"F@0.10 {head['node_shape'] - head['ablation_shape']:+.3f}.", "", composition, ""]
         return lines, head
     rows = {"node": res["node"], "ablation": res["ablation"]}
     n = len(res["node"])
@@ -207,7 +213,7 @@ def family_table(family: str, res: dict) -> tuple[list[str], dict]:
         elif kind == "depth":
             head["depth"] = vals[2]
     lines += ["", f"Network contribution (node - ablation): cloud F@10mm {head['node'] - head['ablation']:+.3f}; "
-              f"node - depth only: {head['node'] - head['depth']:+.3f}."]
+              f"node - depth only: {head['node'] - head['depth']:+.3f}.", "", composition]
     if res["removed"]:
         idx_rm = [i for i, rm in res["removed"] if rm]
         idx_other = [i for i, rm in res["removed"] if not rm]
@@ -328,10 +334,11 @@ def main(argv=None) -> int:
             body += tab
             print("\n".join(tab), flush=True)
         lines += ["| family | node cloud F@10mm | depth only | ablation (sphere) | node - ablation | "
-                  "node - depth only |", "|---|---|---|---|---|---|"]
+                  "node - depth only | node cloud from the network |", "|---|---|---|---|---|---|---|"]
         for fam, h in heads.items():
             lines.append(f"| {fam} | {h['node']:.3f} | {h['depth']:.3f} | {h['ablation']:.3f} | "
-                         f"{h['node'] - h['ablation']:+.3f} | {h['node'] - h['depth']:+.3f} |")
+                         f"{h['node'] - h['ablation']:+.3f} | {h['node'] - h['depth']:+.3f} | "
+                         f"{100 * h['network_share']:.0f} % |")
         lines += ["", "(rgb_only: cloud centre aligned to the truth's, see its table.)", ""] + body
     if args.mode in ("ros", "both"):
         lines += ["## Mode ros (sim_camera + perception_node processes, RELIABLE, loopback)", "",
