@@ -276,6 +276,9 @@ class FrameResult:
 
     def cloud_sources(self) -> np.ndarray:
         """(N,) uint8 source of each point of :meth:`cloud` (:data:`.pointcloud.SOURCES`)."""
+        for i, o in enumerate(self.objects):
+            if o.point_sources is None or len(o.point_sources) != len(o.points):
+                raise ValueError(f"object {i}: point_sources missing or not one per point")
         return np.concatenate([np.zeros(0, np.uint8)] + [o.point_sources for o in self.objects])
 
 
