@@ -511,6 +511,9 @@ def test_diagnostics(rig):
         assert key in kv, key
     assert float(kv["latency_node_total_p95_ms"]) >= float(kv["latency_predict_p50_ms"]) > 0
     assert kv["last_error"].startswith("[/")  # names the topic (the missing CameraInfo before)
+    # the last frame's cloud by source: shares that add up (0 for a frame without objects)
+    shares = [float(kv[f"cloud_{k}_pct_last_frame"]) for k in ("measured", "support", "network")]
+    assert sum(shares) == pytest.approx(100.0 if int(kv["objects_last_frame"]) else 0.0, abs=0.2)
 
 
 def _bad_image(h, **over):
@@ -660,7 +663,7 @@ def test_empty_scene_and_object_filling_the_frame(rig, scene):
     empty = render_scene([], K, W, H, plane=plane)
     markers, cloud = hs.wait_output(hs.send_frame(empty, K))
     assert [m.action for m in markers.markers] == [Marker.DELETEALL]
-    assert cloud.width == 0 and len(cloud.data) == 0 and len(cloud.fields) == 5
+    assert cloud.width == 0 and len(cloud.data) == 0 and len(cloud.fields) == 6
     big = render_scene([SceneObject("sphere", np.array([0.0, 0.0, 0.5]), np.float64(0.45))], K, W, H,
                        plane=table_plane())
     h = hs.send_frame(big, K)

@@ -33,6 +33,7 @@ class NodeStats:
         self.counts = {"received": 0, "matched": 0, "processed": 0, "dropped_newer": 0, "dropped_unmatched": 0,
                        "rejected": 0, "failed": 0, "lost_in_transport": 0}
         self.objects_last = 0
+        self.sources_last = None  # last frame's cloud: shares measured / support volume / network
         self.last_error = ""
         self._last_error_t = 0.0
         self._last_ok_t = 0.0
@@ -58,10 +59,17 @@ class NodeStats:
         with self._lock:
             self._lat.setdefault(stage, deque(maxlen=self._window)).append(float(ms))
 
-    def frame_ok(self, n_objects: int) -> None:
+    def frame_ok(self, n_objects: int, sources=None) -> None:
+        """A processed frame with ``n_objects`` objects; ``sources`` (N,) its cloud points' sources (0
+        measured, 1 support volume, 2 network), reported as shares of the last frame's cloud."""
+        share = None
+        if sources is not None:
+            n = np.bincount(np.asarray(sources, np.int64), minlength=3)[:3]
+            share = (n / max(1, int(n.sum()))).tolist()
         with self._lock:
             self.counts["processed"] += 1
             self.objects_last = n_objects
+            self.sources_last = share
             self._last_ok_t = time.monotonic()
 
     def error(self, text: str) -> None:
@@ -93,6 +101,7 @@ class NodeStats:
             counts = dict(self.counts)
             last_arrival = self._arrivals[-1] if self._arrivals else None
             err, err_t, ok_t, n_obj = self.last_error, self._last_error_t, self._last_ok_t, self.objects_last
+            share = self.sources_last
         if err and err_t > ok_t:
             level, msg = DiagnosticStatus.ERROR, f"last frame failed: {err}"
         elif last_arrival is None or now - last_arrival > self.stale_after_s:
@@ -104,6 +113,9 @@ class NodeStats:
         values = [("device", self.device), ("input_rate_hz", f"{rate:.2f}")]
         values += [(f"frames_{k}", str(v)) for k, v in counts.items()]
         values.append(("objects_last_frame", str(n_obj)))
+        if share is not None:  # what the network contributes to the cloud, frame by frame
+            for part, x in zip(("measured", "support", "network"), share):
+                values.append((f"cloud_{part}_pct_last_frame", f"{100 * x:.1f}"))
         for stage, (p50, p95, _n) in self.percentiles().items():
             values.append((f"latency_{stage}_p50_ms", f"{p50:.1f}"))
             values.append((f"latency_{stage}_p95_ms", f"{p95:.1f}"))

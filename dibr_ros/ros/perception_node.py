@@ -676,7 +676,7 @@ class PerceptionNode(Node):
             self.stats.latency("node_total", (done - frame["matched_at"]) * 1e3)
         if arrival is not None:
             self.stats.latency("image_to_points", (done - arrival) * 1e3)
-        self.stats.frame_ok(len(result.objects))
+        self.stats.frame_ok(len(result.objects), result.cloud_sources())
         if watched:
             self._overlay_slot.put((pipeline, rgb, K, result, img.header))
             self.stats.set_count("debug_dropped", self._overlay_slot.dropped)
