@@ -666,7 +666,8 @@ class PerceptionNode(Node):
         for line in result.warnings:
             self._report("image", "objects", line, warn=True)
         t1 = time.perf_counter()
-        self._publish(img.header, result)
+        sources = result.cloud_sources()  # once: the cloud's field and the diagnostics' shares
+        self._publish(img.header, result, sources)
         now = time.perf_counter()
         self.stats.latency("publish", (now - t1) * 1e3)
         done = time.monotonic()
@@ -676,7 +677,7 @@ class PerceptionNode(Node):
             self.stats.latency("node_total", (done - frame["matched_at"]) * 1e3)
         if arrival is not None:
             self.stats.latency("image_to_points", (done - arrival) * 1e3)
-        self.stats.frame_ok(len(result.objects), result.cloud_sources())
+        self.stats.frame_ok(len(result.objects), sources)
         if watched:
             self._overlay_slot.put((pipeline, rgb, K, result, img.header))
             self.stats.set_count("debug_dropped", self._overlay_slot.dropped)
@@ -699,14 +700,16 @@ class PerceptionNode(Node):
             if not self._stop.is_set():
                 self._pub_debug.publish(conv.numpy_to_image(image, "rgb8", header))
 
-    def _publish(self, header, result) -> None:
+    def _publish(self, header, result, sources=None) -> None:
+        """Meshes, points (``sources``: ``result.cloud_sources()``, computed here when None) and detections."""
         p = self.p
         objs = result.objects
         if p["publish_meshes"]:
             self._publish_meshes(header, [(o.vertices, o.faces, o.colors) for o in objs],
                                  [int(o.detection.label) for o in objs])
         if p["publish_points"]:
-            self._pub_points.publish(conv.points_to_cloud(header, *result.cloud(), result.cloud_sources()))
+            self._pub_points.publish(conv.points_to_cloud(header, *result.cloud(),
+                                                          result.cloud_sources() if sources is None else sources))
         if self._pub_det is not None:
             self._pub_det.publish(conv.detection3d_array(
                 self._vision_msgs, header, [(int(o.detection.label), o.vertices, o.detection.score) for o in objs]))
