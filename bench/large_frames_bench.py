@@ -37,7 +37,7 @@ def _qos(reliability: str, depth: int = 1):
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=rel)
 
 
-def subscriber(reliability: str) -> None:
+def subscriber(reliability: str, depth: int = 1) -> None:
     """Child process: print one JSON line per received image/depth (stamp, receive time, bytes)."""
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -56,8 +56,8 @@ def subscriber(reliability: str) -> None:
                               "bytes": len(msg.data)}), flush=True)
         return cb
 
-    node.create_subscription(Image, "/image", on("image"), _qos(reliability))
-    node.create_subscription(Image, "/depth", on("depth"), _qos(reliability))
+    node.create_subscription(Image, "/image", on("image"), _qos(reliability, depth))
+    node.create_subscription(Image, "/depth", on("depth"), _qos(reliability, depth))
     node.create_subscription(String, "/bench_done", lambda m: done.append(1), QoSProfile(
         depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     print(json.dumps({"ready": True}), flush=True)
@@ -79,7 +79,7 @@ def profile_limits() -> str:
 
 
 def run(reliability: str, sizes, frames: int, period: float, drain: float, writer: str | None = None,
-        ) -> list[dict]:
+        reader_depth: int = 1) -> list[dict]:
     """One subscriber process with ``reliability``; the publishers use ``writer`` (default: the same)."""
     import numpy as np
     import rclpy
@@ -88,7 +88,8 @@ def run(reliability: str, sizes, frames: int, period: float, drain: float, write
     from std_msgs.msg import Header, String
 
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", "sub", "--reliability",
-                             reliability], stdout=subprocess.PIPE, text=True, cwd=REPO)
+                             reliability, "--reader-depth", str(reader_depth)],
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert json.loads(proc.stdout.readline()).get("ready")
     rclpy.init()
     node = rclpy.create_node("large_frames_pub")
@@ -144,7 +145,11 @@ def run(reliability: str, sizes, frames: int, period: float, drain: float, write
                      "depth_MiB": 2 * w * h / 2**20, "sent": len(stamps),
                      "images": sum(s in recv["image"] for s in stamps),
                      "depths": sum(s in recv["depth"] for s in stamps), "pairs": len(lat),
-                     "p50_ms": lat[len(lat) // 2] if lat else None, "max_ms": lat[-1] if lat else None})
+                     "p50_ms": lat[len(lat) // 2] if lat else None, "max_ms": lat[-1] if lat else None,
+                     # which pairs (0 = the first of this size) did not arrive whole: a pattern tells
+                     # start-up losses from losses in steady state
+                     "lost": [i for i, s in enumerate(sorted(stamps))
+                              if s not in recv["image"] or s not in recv["depth"]]})
     return rows
 
 
@@ -155,24 +160,28 @@ def main() -> None:
                     choices=("best_effort", "reliable"))
     ap.add_argument("--writer", choices=("same", "best_effort", "reliable"), default="same",
                     help="publisher reliability (default: the subscriber's)")
+    ap.add_argument("--reader-depth", type=int, default=1, help="subscriber KEEP_LAST depth")
     ap.add_argument("--sizes", nargs="+", default=list(SIZES))
     ap.add_argument("--frames", type=int, default=5, help="pairs per size")
     ap.add_argument("--period", type=float, default=0.5, help="s between pairs")
     ap.add_argument("--drain", type=float, default=1.5, help="s after each size before the next")
     args = ap.parse_args()
     if args.role == "sub":
-        subscriber(args.reliability[0])
+        subscriber(args.reliability[0], args.reader_depth)
         return
     print(f"# profile: {profile_limits()}")
-    print(f"# {args.frames} rgb8+16UC1 pairs per size, one every {args.period} s, KEEP_LAST 1 both sides")
-    print("| size | rgb8 MiB | 16UC1 MiB | writer -> reader | images | depths | pairs/sent | latency p50 / max ms |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"# {args.frames} rgb8+16UC1 pairs per size, one every {args.period} s, KEEP_LAST 1 writers, "
+          f"KEEP_LAST {args.reader_depth} reader")
+    print("| size | rgb8 MiB | 16UC1 MiB | writer -> reader | images | depths | pairs/sent | latency p50 / max ms | "
+          "pairs lost (index) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for rel in args.reliability:
         writer = None if args.writer == "same" else args.writer
-        for r in run(rel, args.sizes, args.frames, args.period, args.drain, writer):
+        for r in run(rel, args.sizes, args.frames, args.period, args.drain, writer, args.reader_depth):
             lat = f"{r['p50_ms']:.0f} / {r['max_ms']:.0f}" if r["pairs"] else "-"
             print(f"| {r['size']} | {r['rgb_MiB']:.1f} | {r['depth_MiB']:.1f} | {r['reliability']} | "
-                  f"{r['images']} | {r['depths']} | {r['pairs']}/{r['sent']} | {lat} |", flush=True)
+                  f"{r['images']} | {r['depths']} | {r['pairs']}/{r['sent']} | {lat} | "
+                  f"{', '.join(map(str, r['lost'])) or '-'} |", flush=True)
 
 
 if __name__ == "__main__":
