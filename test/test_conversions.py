@@ -24,6 +24,7 @@ def _header(frame="cam_optical", sec=7, nanosec=123):
 
 def _random_image(encoding, h=5, w=7):
     dtype, ch = cv.ENCODINGS[encoding]
+    w += w % 2 if encoding.startswith("yuv422") else 0  # 4:2:2 stores pixel pairs
     shape = (h, w, ch) if ch > 1 else (h, w)
     if dtype.kind == "f":
         return RNG.normal(size=shape).astype(dtype)
@@ -77,6 +78,60 @@ def test_image_to_rgb_channel_orders():
         cv.image_to_rgb(cv.numpy_to_image(np.zeros((2, 2), np.float32), "32FC1"))
 
 
+# Bayer cells as sensor_msgs defines them: the pattern names the 2x2 cell at the top-left pixel, row-major.
+BAYER = {"bayer_rggb8": "RGGB", "bayer_bggr8": "BGGR", "bayer_gbrg8": "GBRG", "bayer_grbg8": "GRBG"}
+
+
+@pytest.mark.parametrize("encoding", sorted(BAYER))
+def test_image_to_rgb_demosaics_bayer(encoding):
+    """A uniform colour mosaicked by the encoding's own definition comes back as that colour (a pattern
+    mapped wrongly swaps red and blue or turns them into green)."""
+    colour = {"R": 200, "G": 90, "B": 30}
+    h, w = 12, 16
+    mosaic = np.zeros((h, w), np.uint8)
+    for k, ch in enumerate(BAYER[encoding]):
+        mosaic[k // 2::2, k % 2::2] = colour[ch]
+    out = cv.image_to_rgb(cv.numpy_to_image(mosaic, encoding))
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[2:-2, 2:-2], np.broadcast_to([200, 90, 30], (h - 4, w - 4, 3)))
+
+
+def _bt601(rgb):
+    """RGB (0-255) -> Y, U, V of ITU-R BT.601 with studio range (Y 16-235), the video cameras' convention."""
+    r, g, b = (np.asarray(rgb, np.float64) / 255.0).T
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    u = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    v = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+    return np.round(np.stack([y, u, v], -1)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("encoding", ["yuv422", "yuv422_yuy2"])
+def test_image_to_rgb_converts_yuv422(encoding):
+    """Pixel pairs of two colours (one shared U, V per pair, as 4:2:2 stores them) in the encoding's byte
+    order come back within rounding; the two pixels of a pair differ in lightness, so a swapped byte order
+    (UYVY read as YUYV) cannot pass."""
+    dark, light = np.array([60, 70, 150]), np.array([90, 100, 180])  # similar hue, different lightness
+    yuv = _bt601([dark, light]).astype(int)
+    y0, y1 = yuv[:, 0]
+    u, v = yuv[:, 1:].mean(0).round().astype(int)  # 4:2:2 keeps the pair's mean chroma
+    h, w = 4, 8
+    pair = [u, y0, v, y1] if encoding == "yuv422" else [y0, u, y1, v]
+    data = np.tile(np.array(pair, np.uint8), (h, w // 2)).reshape(h, w, 2)
+    out = cv.image_to_rgb(cv.numpy_to_image(data, encoding)).astype(int)
+    assert out.shape == (h, w, 3)
+    assert np.abs(out[:, 0::2] - dark).max() <= 6 and np.abs(out[:, 1::2] - light).max() <= 6
+
+
+def test_image_to_rgb_16_bit_colour():
+    rgb16 = np.random.default_rng(3).integers(0, 65536, (5, 6, 3), dtype=np.uint16)
+    want = (rgb16 >> 8).astype(np.uint8)
+    np.testing.assert_array_equal(cv.image_to_rgb(cv.numpy_to_image(rgb16, "rgb16")), want)
+    np.testing.assert_array_equal(cv.image_to_rgb(cv.numpy_to_image(np.ascontiguousarray(rgb16[..., ::-1]),
+                                                                    "bgr16")), want)
+    bgra = np.concatenate([rgb16[..., ::-1], np.full((5, 6, 1), 7, np.uint16)], 2)
+    np.testing.assert_array_equal(cv.image_to_rgb(cv.numpy_to_image(bgra, "bgra16")), want)
+
+
 def _msg(encoding="rgb8", h=4, w=4, step=None, nbytes=None):
     dtype, ch = cv.ENCODINGS.get(encoding, (np.dtype(np.uint8), 3))
     step = w * ch * dtype.itemsize if step is None else step
@@ -86,7 +141,9 @@ def _msg(encoding="rgb8", h=4, w=4, step=None, nbytes=None):
 
 
 @pytest.mark.parametrize("msg, reason", [
-    (_msg("yuv422"), "unsupported encoding 'yuv422'"),
+    (_msg("nv21"), "unsupported encoding 'nv21'"),
+    (_msg("bayer_rggb16"), "unsupported encoding 'bayer_rggb16'"),
+    (_msg("yuv422", w=5), "yuv422 needs an even width"),
     (_msg("rgb8", nbytes=47), "data has 47 bytes"),
     (_msg("rgb8", nbytes=49), "data has 49 bytes"),
     (_msg("rgb8", h=0), "zero-size"),

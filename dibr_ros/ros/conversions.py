@@ -1,8 +1,12 @@
 """ROS message <-> numpy conversions without cv_bridge or sensor_msgs_py (both used only when they work).
 
 Images: ``image_to_numpy`` / ``numpy_to_image`` for rgb8, bgr8, rgba8, bgra8, mono8, mono16, 16UC1,
-32FC1 and the aliases 8UC1, 8UC3, with row padding (``step``) and either byte order. Every malformed
-message raises ``ValueError`` with a one-line reason *before* anything of the claimed size is allocated.
+32FC1, the aliases 8UC1, 8UC3, and the raw formats of real camera drivers (16-bit colour rgb16 / bgr16 /
+rgba16 / bgra16, YUV 4:2:2 yuv422 (UYVY) and yuv422_yuy2 (YUYV) of USB and V4L2 cameras, 8-bit Bayer mosaics
+bayer_rggb8 / bggr8 / gbrg8 / grbg8 of machine-vision cameras), with row padding (``step``) and either byte
+order; ``image_to_rgb`` turns every colour one into RGB (OpenCV's demosaicing and YUV conversion, as
+cv_bridge does). Every malformed message raises ``ValueError`` with a one-line reason *before* anything of
+the claimed size is allocated.
 
 Markers: ``mesh_marker_array`` builds a ``visualization_msgs/MarkerArray`` (DELETEALL, then one
 TRIANGLE_LIST per mesh); ``mesh_marker_array_cdr`` serializes the same array straight from numpy to CDR
@@ -23,6 +27,7 @@ import struct
 import sys
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point
@@ -31,6 +36,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 __all__ = [
+    "COLOR_ENCODINGS",
     "ENCODINGS",
     "CdrMarkerSerializer",
     "camera_info_to_K",
@@ -57,7 +63,21 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "mono16": (np.dtype(np.uint16), 1),
     "16UC1": (np.dtype(np.uint16), 1),
     "32FC1": (np.dtype(np.float32), 1),
+    "rgb16": (np.dtype(np.uint16), 3),
+    "bgr16": (np.dtype(np.uint16), 3),
+    "rgba16": (np.dtype(np.uint16), 4),
+    "bgra16": (np.dtype(np.uint16), 4),
+    "yuv422": (np.dtype(np.uint8), 2),  # UYVY: U0 Y0 V0 Y1 per pixel pair (sensor_msgs image_encodings)
+    "yuv422_yuy2": (np.dtype(np.uint8), 2),  # YUYV: Y0 U0 Y1 V0
+    "bayer_rggb8": (np.dtype(np.uint8), 1),
+    "bayer_bggr8": (np.dtype(np.uint8), 1),
+    "bayer_gbrg8": (np.dtype(np.uint8), 1),
+    "bayer_grbg8": (np.dtype(np.uint8), 1),
 }
+# Encodings image_to_rgb decodes (the colour inputs of the node).
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "8UC3", "rgb16", "bgr16", "rgba16", "bgra16",
+                   "yuv422", "yuv422_yuy2", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8")
+_PAIRED = ("yuv422", "yuv422_yuy2")  # two pixels share one U and one V: the width must be even
 _LITTLE = sys.byteorder == "little"
 
 
@@ -100,6 +120,8 @@ def check_image(msg: Image, allowed: Sequence[str] | None = None) -> tuple[np.dt
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h <= 0 or w <= 0:
         raise ValueError(f"zero-size image ({w}x{h})")
+    if enc in _PAIRED and w % 2:
+        raise ValueError(f"{enc} needs an even width (pixel pairs share U and V), got {w}")
     row = w * ch * dtype.itemsize
     if step < row:
         raise ValueError(f"step {step} < width*bytes_per_pixel = {row} for {w}x{h} {enc}")
@@ -137,14 +159,27 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     return out.reshape(h, w, ch) if ch > 1 else out.reshape(h, w)
 
 
+# OpenCV names a Bayer pattern by the 2x2 cell starting at pixel (1, 1), ROS by the one at (0, 0):
+# ROS rggb (R at (0, 0)) is OpenCV's BG (B at (1, 1)), as in cv_bridge.
+_CV_CODES = {"yuv422": cv2.COLOR_YUV2RGB_UYVY, "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,
+             "bayer_rggb8": cv2.COLOR_BayerBG2RGB, "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
+             "bayer_gbrg8": cv2.COLOR_BayerGR2RGB, "bayer_grbg8": cv2.COLOR_BayerGB2RGB}
+
+
 def image_to_rgb(msg: Image) -> np.ndarray:
-    """Decode a colour (or mono8) Image to (H, W, 3) uint8 RGB; ``ValueError`` for other encodings."""
-    check_image(msg, allowed=("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "8UC3"))
+    """Decode a colour (or mono8) Image (:data:`COLOR_ENCODINGS`) to (H, W, 3) uint8 RGB; ``ValueError``
+    for other encodings. 16-bit colour keeps its high byte; YUV 4:2:2 is BT.601 (OpenCV's conversion);
+    Bayer mosaics are demosaiced bilinearly."""
+    check_image(msg, allowed=COLOR_ENCODINGS)
     a = image_to_numpy(msg)
     enc = msg.encoding
+    if enc in _CV_CODES:
+        return cv2.cvtColor(a, _CV_CODES[enc])
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
     if a.ndim == 2:
         return np.repeat(a[:, :, None], 3, axis=2)
-    if enc in ("bgr8", "bgra8"):
+    if enc in ("bgr8", "bgra8", "bgr16", "bgra16"):
         return np.ascontiguousarray(a[:, :, 2::-1])
     return np.ascontiguousarray(a[:, :, :3])
 
@@ -167,6 +202,8 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header: Header | None = None)
         raise ValueError(f"{encoding} needs shape {want}, got {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"zero-size image {arr.shape}")
+    if encoding in _PAIRED and arr.shape[1] % 2:
+        raise ValueError(f"{encoding} needs an even width (pixel pairs share U and V), got {arr.shape[1]}")
     ok = np.can_cast(arr.dtype, dtype, casting="safe") or (
         dtype.kind == "f" and arr.dtype.kind == "f"
     )

@@ -59,7 +59,7 @@ __all__ = ["INPUT_TOPICS", "NODE_NAME", "OUTPUT_TOPICS", "PARAMETERS", "PIPELINE
 NODE_NAME = "dibr_perception"
 INPUT_TOPICS = ("image", "camera_info", "depth", "instance_mask")  # relative, remappable
 OUTPUT_TOPICS = ("meshes", "points", "debug_image")  # private: ~/<name>
-COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "8UC3")
+COLOR_ENCODINGS = conv.COLOR_ENCODINGS
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 MASK_ENCODINGS = ("mono8", "8UC1", "16UC1", "mono16")
 
