@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
+from camera_payloads import compressed_depth_payload  # test/camera_payloads.py
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
@@ -350,3 +351,69 @@ def test_image_decoding_uses_cv_bridge_only_when_it_round_trips(monkeypatch, bri
     assert (cv._BRIDGE is not None) == bridge_ok
     # The probe runs once; a working bridge then decodes every image, a broken one none.
     assert calls == ["rgb8"] + (["rgb8", "32FC1", "16UC1"] if bridge_ok else [])
+
+
+# ------------------------------------------------------------------------------ image_transport payloads
+
+def _compressed(data: bytes, fmt: str):
+    from sensor_msgs.msg import CompressedImage
+
+    msg = CompressedImage(format=fmt)
+    msg.data = data
+    return msg
+
+
+def test_compressed_image_png_exact_and_jpeg_close():
+    """compressed_image_transport encodes the BGR image OpenCV is handed: PNG comes back exactly, in RGB."""
+    import cv2
+
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    rgb[:, :16] = (220, 40, 10)  # red left half, blue right half: a channel swap cannot pass
+    rgb[:, 16:] = (10, 60, 230)
+    png = cv2.imencode(".png", rgb[:, :, ::-1])[1].tobytes()
+    np.testing.assert_array_equal(cv.compressed_to_rgb(_compressed(png, "rgb8; png compressed bgr8")), rgb)
+    jpg = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    out = cv.compressed_to_rgb(_compressed(jpg, "jpeg")).astype(int)
+    assert out.shape == rgb.shape and np.abs(out[4:-4, 4:12] - rgb[4:-4, 4:12]).max() <= 12
+    assert np.abs(out[4:-4, 20:28] - rgb[4:-4, 20:28]).max() <= 12
+    mono = cv2.imencode(".png", rgb[:, :, 0])[1].tobytes()
+    np.testing.assert_array_equal(cv.compressed_to_rgb(_compressed(mono, "mono8; png compressed mono8")),
+                                  np.stack([rgb[:, :, 0]] * 3, -1))
+
+
+@pytest.mark.parametrize("data, fmt, reason", [
+    (b"", "jpeg", "no data"),
+    (b"\xff\xd8\xff\xe0 not really a jpeg", "jpeg", "does not decode"),
+    (b"\x00" * 64, "rgb8; theora", "not JPEG or PNG"),
+])
+def test_compressed_image_refused(data, fmt, reason):
+    with pytest.raises(ValueError, match=reason):
+        cv.compressed_to_rgb(_compressed(data, fmt))
+
+
+def test_compressed_depth_16uc1_exact_and_32fc1_within_its_quantisation():
+    rng = np.random.default_rng(5)
+    depth = rng.uniform(0.3, 3.0, (20, 30)).astype(np.float32)
+    depth[3:6, 4:9] = np.nan  # no return
+    raw, enc = cv.compressed_depth_to_numpy(_compressed(compressed_depth_payload(depth, "16UC1"),
+                                                        "16UC1; compressedDepth png"))
+    assert enc == "16UC1" and raw.dtype == np.uint16
+    np.testing.assert_array_equal(raw, np.round(np.nan_to_num(depth) * 1000).astype(np.uint16))
+    out, enc = cv.compressed_depth_to_numpy(_compressed(compressed_depth_payload(depth, "32FC1"),
+                                                        "32FC1; compressedDepth png"))
+    assert enc == "32FC1" and out.dtype == np.float32
+    assert np.isnan(out[3:6, 4:9]).all()
+    ok = np.isfinite(depth)
+    # one quantisation step of a / z + b at z is z^2 / a: 0.9 mm at 3 m
+    assert np.all(np.abs(out[ok] - depth[ok]) <= 0.5 * depth[ok] ** 2 / 10100 + 1e-5)
+
+
+@pytest.mark.parametrize("payload, fmt, reason", [
+    (b"\x00" * 12 + b"\x89PNG\r\n\x1a\n", "32FC1; compressedDepth rvl", "only png"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 30, "16UC1; compressedDepth png", "no ConfigHeader"),
+    (b"\x00" * 40, "rgb8; compressedDepth png", "must be 16UC1 or 32FC1"),
+    (b"\x00" * 12 + b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "16UC1; compressedDepth png", "does not decode"),
+])
+def test_compressed_depth_refused(payload, fmt, reason):
+    with pytest.raises(ValueError, match=reason):
+        cv.compressed_depth_to_numpy(_compressed(payload, fmt))

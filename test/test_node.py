@@ -18,6 +18,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 import rclpy
+from camera_payloads import compressed_depth_payload, raw_camera_image  # test/camera_payloads.py
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -490,23 +491,6 @@ def test_good_frame_outputs(rig, scene):
     assert float(kv["latency_debug_p50_ms"]) > 0 and int(kv["frames_debug_dropped"]) >= 0
 
 
-def _raw_camera_image(rgb: np.ndarray, encoding: str) -> np.ndarray:
-    """What a camera driver sends for ``rgb`` (H, W, 3): a Bayer mosaic (RGGB cells) or YUYV 4:2:2
-    (BT.601 studio range, the pair's mean chroma), written from the formats' definitions."""
-    if encoding == "bayer_rggb8":
-        out = np.empty(rgb.shape[:2], np.uint8)
-        for k, c in enumerate((0, 1, 1, 2)):  # R G / G B
-            out[k // 2::2, k % 2::2] = rgb[k // 2::2, k % 2::2, c]
-        return out
-    f = rgb.astype(np.float64) / 255.0
-    y = 16 + f @ np.array([65.481, 128.553, 24.966])
-    u = 128 + f @ np.array([-37.797, -74.203, 112.0])
-    v = 128 + f @ np.array([112.0, -93.786, -18.214])
-    u, v = 0.5 * (u[:, 0::2] + u[:, 1::2]), 0.5 * (v[:, 0::2] + v[:, 1::2])
-    out = np.stack([y[:, 0::2], u, y[:, 1::2], v], axis=-1).reshape(rgb.shape[0], rgb.shape[1], 2)
-    return np.round(out).clip(0, 255).astype(np.uint8)
-
-
 @pytest.mark.parametrize("encoding", ["bayer_rggb8", "yuv422_yuy2"])
 def test_raw_camera_formats(rig, scene, encoding):
     """A machine-vision camera's Bayer mosaic and a USB camera's YUYV are served like rgb8: the same
@@ -514,7 +498,7 @@ def test_raw_camera_formats(rig, scene, encoding):
     node, hs = rig
     frame, objects, K, _ = scene
     h = hs.header()
-    img = cv.numpy_to_image(_raw_camera_image(frame["rgb"], encoding), encoding, h)
+    img = cv.numpy_to_image(raw_camera_image(frame["rgb"], encoding), encoding, h)
     hs.send(img, cv.numpy_to_image(frame["depth"], "32FC1", h), cv.make_camera_info(K, W, H, h))
     _, cloud = hs.wait_output(h)
     data = cv.cloud_to_numpy(cloud)
@@ -869,6 +853,91 @@ def test_whole_numbers_for_double_parameters_over_the_set_parameters_service(tmp
     finally:
         if client_node is not None:
             client_node.destroy_node()
+        if node is not None:
+            node.close()
+        rclpy.shutdown(context=ctx)
+
+
+def test_compressed_transports_on_remapped_topics(tmp_path_factory, scene):
+    """image_transport: compressed JPEG on <image>/compressed and 32FC1 compressedDepth on
+    <depth>/compressedDepth of remapped base topics, as a bag of a RealSense recorded compressed holds."""
+    import cv2
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CompressedImage
+
+    from dibr_ros.ros.perception_node import PerceptionNode
+
+    frame, objects, K, _ = scene
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=1 + (os.getpid() * 37 + 71) % 100)
+    node = sender = None
+    try:
+        overrides = [Parameter("device", value="cpu"), Parameter("weights", value=_weights(tmp_path_factory)),
+                     Parameter("publish_debug_image", value=False), Parameter("input_reliability", value="reliable"),
+                     Parameter("image_transport", value="compressed"),
+                     Parameter("depth_transport", value="compressedDepth")]
+        remap = ["--ros-args", "-r", "image:=/cam/color/image_raw", "-r", "depth:=/cam/depth/image_raw",
+                 "-r", "camera_info:=/cam/color/camera_info"]
+        node = PerceptionNode(context=ctx, parameter_overrides=overrides, cli_args=remap)
+        assert node._topics["image"] == "/cam/color/image_raw/compressed"
+        assert node._topics["depth"] == "/cam/depth/image_raw/compressedDepth"
+        sender = rclpy.create_node("bag_player", context=ctx)
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        pub_img = sender.create_publisher(CompressedImage, "/cam/color/image_raw/compressed", qos)
+        pub_dep = sender.create_publisher(CompressedImage, "/cam/depth/image_raw/compressedDepth", qos)
+        pub_info = sender.create_publisher(CameraInfo, "/cam/color/camera_info", qos)
+        clouds = []
+        sender.create_subscription(PointCloud2, "/dibr_perception/points", clouds.append, QoSProfile(
+            depth=5, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        ex.add_node(sender)
+        t0 = time.monotonic()
+        while pub_img.get_subscription_count() < 1 or pub_dep.get_subscription_count() < 1:
+            assert time.monotonic() - t0 < 10, "the node did not subscribe the compressed topics"
+            ex.spin_once(timeout_sec=0.05)
+        h = Header(frame_id=FRAME)
+        h.stamp.sec = 77
+        img = CompressedImage(header=h, format="rgb8; jpeg compressed bgr8")
+        img.data = cv2.imencode(".jpg", frame["rgb"][:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        dep = CompressedImage(header=h, format="32FC1; compressedDepth png")
+        dep.data = compressed_depth_payload(frame["depth"], "32FC1")
+        pub_info.publish(cv.make_camera_info(K, W, H, h))
+        pub_dep.publish(dep)
+        pub_img.publish(img)
+        while not clouds:
+            assert time.monotonic() - t0 < WAIT, "no cloud from the compressed frame"
+            ex.spin_once(timeout_sec=0.05)
+        cloud = clouds[-1]
+        assert cloud.header == h
+        data = cv.cloud_to_numpy(cloud)
+        centres = np.array([o.center for o in objects])
+        found = set()
+        for i in sorted(set(data["instance"].tolist())):
+            c = data["xyz"][data["instance"] == i].mean(axis=0)
+            d = np.linalg.norm(centres - c, axis=1)
+            assert d.min() < 0.5 * objects[int(d.argmin())].radius + 0.01
+            found.add(int(d.argmin()))
+        assert found == set(range(len(objects)))
+        # A corrupt JPEG: said (naming the topic), counted, and the next good frame is served.
+        for sec, data in ((78, b"\xff\xd8\xff\xe0 truncated"), (79, bytes(img.data))):
+            h = Header(frame_id=FRAME)
+            h.stamp.sec = sec
+            pub_info.publish(cv.make_camera_info(K, W, H, h))
+            dep.header, img.header = h, h
+            pub_dep.publish(dep)
+            img.data = data
+            pub_img.publish(img)
+            t1 = time.monotonic()
+            while not (node.stats.counts["rejected"] if sec == 78 else clouds[-1].header.stamp.sec == 79):
+                assert time.monotonic() - t1 < WAIT, f"frame {sec} neither rejected nor served"
+                ex.spin_once(timeout_sec=0.05)
+        assert "/cam/color/image_raw/compressed" in node.stats.last_error
+        assert "does not decode" in node.stats.last_error
+    finally:
+        if sender is not None:
+            sender.destroy_node()
         if node is not None:
             node.close()
         rclpy.shutdown(context=ctx)

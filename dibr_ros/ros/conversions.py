@@ -5,8 +5,9 @@ Images: ``image_to_numpy`` / ``numpy_to_image`` for rgb8, bgr8, rgba8, bgra8, mo
 rgba16 / bgra16, YUV 4:2:2 yuv422 (UYVY) and yuv422_yuy2 (YUYV) of USB and V4L2 cameras, 8-bit Bayer mosaics
 bayer_rggb8 / bggr8 / gbrg8 / grbg8 of machine-vision cameras), with row padding (``step``) and either byte
 order; ``image_to_rgb`` turns every colour one into RGB (OpenCV's demosaicing and YUV conversion, as
-cv_bridge does). Every malformed message raises ``ValueError`` with a one-line reason *before* anything of
-the claimed size is allocated.
+cv_bridge does). ``compressed_to_rgb`` / ``compressed_depth_to_numpy`` decode image_transport's
+``compressed`` (JPEG, PNG) and ``compressedDepth`` (PNG) payloads. Every malformed message raises
+``ValueError`` with a one-line reason *before* anything of the claimed size is allocated.
 
 Markers: ``mesh_marker_array`` builds a ``visualization_msgs/MarkerArray`` (DELETEALL, then one
 TRIANGLE_LIST per mesh); ``mesh_marker_array_cdr`` serializes the same array straight from numpy to CDR
@@ -31,7 +32,7 @@ import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -40,7 +41,10 @@ __all__ = [
     "ENCODINGS",
     "CdrMarkerSerializer",
     "camera_info_to_K",
+    "check_compressed",
     "check_image",
+    "compressed_depth_to_numpy",
+    "compressed_to_rgb",
     "cloud_to_numpy",
     "image_to_numpy",
     "image_to_rgb",
@@ -182,6 +186,80 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     if enc in ("bgr8", "bgra8", "bgr16", "bgra16"):
         return np.ascontiguousarray(a[:, :, 2::-1])
     return np.ascontiguousarray(a[:, :, :3])
+
+
+# ------------------------------------------------------------------------------ image_transport plugins
+# compressed_depth_image_transport's ConfigHeader before the PNG: int32 format (0 = inverse depth), float32
+# depthParam[2] (the 32FC1 quantisation: stored = depthQuantA / depth + depthQuantB).
+_DEPTH_HEADER = struct.Struct("<iff")
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _compressed_bytes(msg: CompressedImage, what: str) -> np.ndarray:
+    n = _data_len(msg.data)
+    if n == 0:
+        raise ValueError(f"{what} has no data (format '{msg.format}')")
+    return np.frombuffer(msg.data, np.uint8)
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """Decode a ``compressed`` image_transport message (JPEG or PNG; ``format`` as compressed_image_transport
+    writes it, e.g. "rgb8; jpeg compressed bgr8", or just "jpeg") to (H, W, 3) uint8 RGB.
+
+    ``ValueError`` for an empty, truncated or undecodable payload and for formats other than JPEG / PNG."""
+    fmt = msg.format.lower()
+    if fmt and "jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt:
+        raise ValueError(f"compressed image format '{msg.format}' is not JPEG or PNG")
+    buf = _compressed_bytes(msg, "compressed image")
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"compressed image ({len(buf)} bytes, format '{msg.format}') does not decode")
+    if img.dtype == np.uint16:  # a 16-bit PNG
+        img = (img >> 8).astype(np.uint8)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    # OpenCV decodes to BGR(A), whatever the camera's encoding was (the encoder wrote what imencode got)
+    return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+
+
+def compressed_depth_to_numpy(msg: CompressedImage) -> tuple[np.ndarray, str]:
+    """Decode a ``compressedDepth`` image_transport message to ``(depth (H, W), encoding)``: uint16 for
+    "16UC1; compressedDepth png" (the raw values), float32 metres for "32FC1; compressedDepth png" (the
+    inverse-depth quantisation undone, NaN where nothing was measured).
+
+    ``ValueError`` for another codec (e.g. rvl), a missing header or an undecodable PNG."""
+    enc = msg.format.split(";")[0].strip()
+    if enc not in ("16UC1", "32FC1", "mono16"):
+        raise ValueError(f"compressedDepth format '{msg.format}': the depth encoding must be 16UC1 or 32FC1")
+    if "png" not in msg.format.lower():
+        raise ValueError(f"compressedDepth format '{msg.format}' is not supported (only png; set the "
+                         "publisher's compressedDepth format to png)")
+    buf = _compressed_bytes(msg, "compressedDepth image")
+    if len(buf) < _DEPTH_HEADER.size + len(_PNG) or buf[_DEPTH_HEADER.size:_DEPTH_HEADER.size + 8].tobytes() != _PNG:
+        raise ValueError(f"compressedDepth image ({len(buf)} bytes) has no ConfigHeader + PNG payload")
+    _, quant_a, quant_b = _DEPTH_HEADER.unpack_from(buf[:_DEPTH_HEADER.size].tobytes())
+    raw = cv2.imdecode(buf[_DEPTH_HEADER.size:], cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 2 or raw.dtype != np.uint16:
+        raise ValueError(f"compressedDepth image ({len(buf)} bytes) does not decode to one 16-bit channel")
+    if enc != "32FC1":
+        return raw, "16UC1"
+    if not (np.isfinite(quant_a) and np.isfinite(quant_b)) or quant_a == 0:
+        raise ValueError(f"compressedDepth 32FC1 header has no valid quantisation ({quant_a}, {quant_b})")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = (quant_a / (raw.astype(np.float32) - np.float32(quant_b))).astype(np.float32)
+    depth[raw == 0] = np.nan
+    return depth, "32FC1"
+
+
+def check_compressed(msg: CompressedImage, depth: bool = False) -> None:
+    """Cheap arrival check of a compressed message (format and non-empty data); decoding happens later."""
+    if _data_len(msg.data) == 0:
+        raise ValueError(f"compressed{'Depth' if depth else ''} image has no data (format '{msg.format}')")
+    fmt = msg.format.lower()
+    if depth and "compresseddepth" not in fmt and "png" not in fmt:
+        raise ValueError(f"format '{msg.format}' is not a compressedDepth image")
+    if not depth and fmt and not any(k in fmt for k in ("jpeg", "jpg", "png")):
+        raise ValueError(f"compressed image format '{msg.format}' is not JPEG or PNG")
 
 
 def numpy_to_image(arr: np.ndarray, encoding: str, header: Header | None = None) -> Image:

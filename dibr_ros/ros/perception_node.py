@@ -33,7 +33,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from ..perception.pipeline import PerceptionPipeline, PipelineConfig
@@ -112,6 +112,13 @@ NODE_PARAMETERS = (
       "depth and masks (nearest) to the pinhole camera P (else K) with maps built once per calibration; off = "
       "use the images as they are (said once in the log). Prefer image_rect topics where a driver has them.",
       True, choices=("auto", "off")),
+    P("image_transport", "raw", "How 'image' arrives: raw (sensor_msgs/Image) or compressed (image_transport's "
+      "JPEG/PNG sensor_msgs/CompressedImage on <image>/compressed, e.g. a bag recorded with compressed images "
+      "only); decoded in the worker, so frames dropped newest-wins are never decoded.", True,
+      choices=("raw", "compressed")),
+    P("depth_transport", "raw", "How 'depth' arrives: raw or compressedDepth (image_transport's PNG "
+      "sensor_msgs/CompressedImage on <depth>/compressedDepth, 16UC1 or quantised 32FC1).", True,
+      choices=("raw", "compressedDepth")),
     P("depth_scale", 0.001, "Metres per unit of 16UC1/mono16 depth (REP 118: millimetres).", False, 1e-6, 1.0),
     P("sync_exact", False, "Pair image/depth/mask only on identical stamps (else approximate, sync_slop).",
       True),
@@ -346,10 +353,13 @@ class PerceptionNode(Node):
 
         # Inputs.
         streams = ["image"]
-        self._add_input("image", Image, self._on_image)
+        self._compressed = {"image": self.p["image_transport"] == "compressed",
+                            "depth": self.p["depth_transport"] == "compressedDepth"}
+        self._add_input("image", CompressedImage if self._compressed["image"] else Image, self._on_image)
         self._add_input("camera_info", CameraInfo, self._on_info)
         if self.p["use_depth"]:
-            self._add_input("depth", Image, lambda m: self._on_aux("depth", m, DEPTH_ENCODINGS))
+            self._add_input("depth", CompressedImage if self._compressed["depth"] else Image,
+                            lambda m: self._on_aux("depth", m, DEPTH_ENCODINGS))
             streams.append("depth")
             self._log.info(f"objects with < min_depth_points valid depth pixels are placed RGB-only: "
                            f"{self._pipeline.rgb_assumption}")
@@ -445,7 +455,10 @@ class PerceptionNode(Node):
         if old is not None:
             self.destroy_subscription(old)
         qos = _qos_input(int(self.p["input_qos_depth"]), "reliable" if reliable else "best_effort")
-        self._subs[stream] = sub = self._subscribe(msg_type, stream, qos, callback)
+        topic = stream
+        if msg_type is CompressedImage:  # image_transport's convention: <base topic, remapped>/<transport>
+            topic = self.resolve_topic_name(stream) + ("/compressed" if stream == "image" else "/compressedDepth")
+        self._subs[stream] = sub = self._subscribe(msg_type, topic, qos, callback)
         self._reliable[stream] = reliable
         self._topics[stream] = sub.topic_name
 
@@ -511,11 +524,15 @@ class PerceptionNode(Node):
             return
         self._info, self._info_K = msg, K
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         t = self.stats.arrival()
-        self._loss.image(stamp_ns(msg), msg.step // msg.width if msg.width else None)
+        compressed = isinstance(msg, CompressedImage)
+        self._loss.image(stamp_ns(msg), None if compressed or not msg.width else msg.step // msg.width)
         try:
-            conv.check_image(msg, allowed=COLOR_ENCODINGS)
+            if compressed:
+                conv.check_compressed(msg)
+            else:
+                conv.check_image(msg, allowed=COLOR_ENCODINGS)
         except ValueError as exc:
             self.stats.count("rejected")
             self._report("image", "invalid", f"{exc}; frame skipped")
@@ -533,9 +550,12 @@ class PerceptionNode(Node):
             self._unmatched_since = t
         self._offer("image", msg, arrival=t)
 
-    def _on_aux(self, stream: str, msg: Image, encodings: tuple[str, ...]) -> None:
+    def _on_aux(self, stream: str, msg: Image | CompressedImage, encodings: tuple[str, ...]) -> None:
         try:
-            conv.check_image(msg, allowed=encodings)
+            if isinstance(msg, CompressedImage):
+                conv.check_compressed(msg, depth=True)
+            else:
+                conv.check_image(msg, allowed=encodings)
         except ValueError as exc:
             self.stats.count("rejected")
             self._report(stream, "invalid", f"{exc}; message skipped")
@@ -586,13 +606,16 @@ class PerceptionNode(Node):
         if info.header.frame_id and img.header.frame_id and info.header.frame_id != img.header.frame_id:
             raise InputError("camera_info", "frame", f"frame_id '{info.header.frame_id}' differs from the "
                              f"image's '{img.header.frame_id}'; frame skipped")
-        if info.width and info.height and (info.width, info.height) != (img.width, img.height):
-            raise InputError("camera_info", "size", f"size {info.width}x{info.height} differs from the image's "
-                             f"{img.width}x{img.height}; frame skipped")
+        compressed = isinstance(img, CompressedImage)
+        if not compressed:
+            self._check_size(info, img.width, img.height)
         try:
-            rgb = conv.image_to_rgb(img)
+            rgb = conv.compressed_to_rgb(img) if compressed else conv.image_to_rgb(img)
         except ValueError as exc:
             raise InputError("image", "invalid", f"{exc}; frame skipped") from None
+        if compressed:  # its size is known once decoded
+            self._check_size(info, rgb.shape[1], rgb.shape[0])
+        height, width = rgb.shape[:2]
         depth = labels = None
         if "depth" in frame:
             dmsg = frame["depth"]
@@ -600,11 +623,21 @@ class PerceptionNode(Node):
                 raise InputError("depth", "frame", f"frame_id '{dmsg.header.frame_id}' differs from the image's "
                                  f"'{img.header.frame_id}' (depth must be registered to the colour camera); "
                                  "frame skipped")
-            if (dmsg.width, dmsg.height) != (img.width, img.height):
-                raise InputError("depth", "size", f"depth is {dmsg.width}x{dmsg.height} but the image is "
-                                 f"{img.width}x{img.height} (must be aligned); frame skipped")
             try:
-                depth = depth_to_metres(conv.image_to_numpy(dmsg), dmsg.encoding, self.p["depth_scale"])
+                if isinstance(dmsg, CompressedImage):
+                    raw, enc = conv.compressed_depth_to_numpy(dmsg)
+                else:
+                    raw, enc = None, dmsg.encoding
+                    if (dmsg.width, dmsg.height) != (width, height):
+                        raise InputError("depth", "size", f"depth is {dmsg.width}x{dmsg.height} but the image is "
+                                         f"{width}x{height} (must be aligned); frame skipped")
+                    raw = conv.image_to_numpy(dmsg)
+                if raw.shape[:2] != (height, width):
+                    raise InputError("depth", "size", f"depth is {raw.shape[1]}x{raw.shape[0]} but the image is "
+                                     f"{width}x{height} (must be aligned); frame skipped")
+                depth = depth_to_metres(raw, enc, self.p["depth_scale"])
+            except InputError:
+                raise
             except ValueError as exc:
                 raise InputError("depth", "invalid", f"{exc}; frame skipped") from None
             if not depth.any():
@@ -612,9 +645,9 @@ class PerceptionNode(Node):
                                  "frame skipped")
         if "instance_mask" in frame:
             mmsg = frame["instance_mask"]
-            if (mmsg.width, mmsg.height) != (img.width, img.height):
+            if (mmsg.width, mmsg.height) != (width, height):
                 raise InputError("instance_mask", "size", f"mask is {mmsg.width}x{mmsg.height} but the image is "
-                                 f"{img.width}x{img.height}; frame skipped")
+                                 f"{width}x{height}; frame skipped")
             try:
                 labels = conv.image_to_numpy(mmsg).astype(np.int32)
             except ValueError as exc:
@@ -623,6 +656,12 @@ class PerceptionNode(Node):
         if has_distortion(info.d):
             rgb, K, depth, labels = self._undistort(info, rgb, depth, labels)
         return rgb, K, depth, labels
+
+    @staticmethod
+    def _check_size(info: CameraInfo, width: int, height: int) -> None:
+        if info.width and info.height and (info.width, info.height) != (width, height):
+            raise InputError("camera_info", "size", f"size {info.width}x{info.height} differs from the image's "
+                             f"{width}x{height}; frame skipped")
 
     def _undistort(self, info: CameraInfo, rgb, depth, labels):
         """rectify: auto -> the frame remapped to the pinhole camera; off -> as it is (said once)."""
