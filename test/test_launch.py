@@ -20,7 +20,7 @@ LAUNCH = os.path.join(REPO, "launch", "perception.launch.py")
 PARAMS = os.path.join(REPO, "config", "perception.yaml")
 RVIZ = os.path.join(REPO, "config", "dibr.rviz")
 EXPECTED_ARGS = {"image", "camera_info", "depth", "instance_mask", "namespace", "params_file", "device", "rviz",
-                 "frame"}
+                 "frame", "image_transport", "depth_transport"}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,11 @@ def test_launch_arguments(launch_tree):
     # Every declared argument is used through LaunchConfiguration.
     used = {c.args[0].value for c in _calls(launch_tree, "LaunchConfiguration") if isinstance(c.args[0], ast.Constant)}
     used |= {"image", "camera_info", "depth", "instance_mask"}  # via the remapping comprehension
+    # and the parameters comprehension (each name a literal in its tuple)
+    perception = next(c for c in _calls(launch_tree, "Node") if _kw(c, "executable").value == "perception_node")
+    params_src = ast.unparse(_kw(perception, "parameters"))
+    used |= {n for n in ("device", "image_transport", "depth_transport") if repr(n) in params_src}
+    assert {"device", "image_transport", "depth_transport"} <= {s.name for s in pn.NODE_PARAMETERS}
     assert EXPECTED_ARGS <= used
     assert len(_calls(launch_tree, "DeclareLaunchArgument")) == 1  # generated from ARGUMENTS
 
