@@ -614,13 +614,14 @@ def test_invalid_camera_info(rig, scene, kind):
 def test_depth_problems(rig, scene):
     node, hs = rig
     frame, _, K, _ = scene
-    # Wrong size.
+    # Wrong size: another aspect ratio is not the colour camera's view.
     start = _mark(node)
     h_bad = hs.header()
-    small = cv.numpy_to_image(np.ones((H // 2, W // 2), np.float32), "32FC1", h_bad)
+    small = cv.numpy_to_image(np.ones((H // 2, W // 3), np.float32), "32FC1", h_bad)
     hs.send(cv.numpy_to_image(frame["rgb"], "rgb8", h_bad), small, cv.make_camera_info(K, W, H, h_bad))
     text = node.wait_log("but the image is", start=start)
-    assert "[/depth]" in next(ln for ln in text.splitlines() if "but the image is" in ln)
+    line = next(ln for ln in text.splitlines() if "but the image is" in ln)
+    assert "[/depth]" in line and "another aspect ratio" in line
     # No valid pixel at all.
     start = _mark(node)
     h_bad2 = hs.header()
@@ -652,6 +653,34 @@ def test_depth_problems(rig, scene):
     hs.wait_output(h)
     for hb in (h_bad, h_bad2, h_bad3, h_bad4):
         assert not hs.has_output(hb)
+
+
+def test_registered_depth_at_half_resolution(rig, scene):
+    """A driver that registers depth to the colour camera at half its resolution (same frame_id, same
+    view): resized nearest, said once, and the objects are placed as with full-resolution depth."""
+    node, hs = rig
+    frame, objects, K, _ = scene
+    start = _mark(node)
+    h = hs.send_frame({"rgb": frame["rgb"], "depth": np.ascontiguousarray(frame["depth"][::2, ::2])}, K)
+    _, cloud = hs.wait_output(h)
+    node.wait_log("is resized (nearest) to the image's", start=start)
+    data = cv.cloud_to_numpy(cloud)
+    centres = np.array([o.center for o in objects])
+    found = set()
+    for i in sorted(set(data["instance"].tolist())):
+        c = data["xyz"][data["instance"] == i].mean(axis=0)
+        d = np.linalg.norm(centres - c, axis=1)
+        assert d.min() < 0.5 * objects[int(d.argmin())].radius + 0.01
+        found.add(int(d.argmin()))
+    assert found == set(range(len(objects)))
+    # The same depth without a frame_id saying it is registered: refused.
+    start = _mark(node)
+    h2 = hs.header()
+    hs.send(cv.numpy_to_image(frame["rgb"], "rgb8", h2),
+            cv.numpy_to_image(np.ascontiguousarray(frame["depth"][::2, ::2]), "32FC1",
+                              Header(frame_id="", stamp=h2.stamp)), cv.make_camera_info(K, W, H, h2))
+    text = node.wait_log("no frame_id saying it is registered", start=start)
+    assert "[/depth]" in text
 
 
 def test_big_endian_16uc1_depth(rig, scene):

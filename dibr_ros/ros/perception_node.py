@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import rclpy
 import rclpy.exceptions
@@ -318,6 +319,7 @@ class PerceptionNode(Node):
         self._info_K: np.ndarray | None = None
         self._rectifiers = RectifierCache()  # undistortion maps of the latest calibration (rectify: auto)
         self._distortion_said = False  # rectify: off with a distorted camera: said once
+        self._depth_resize_said = False  # registered depth of another resolution: said once
         self._last_image_ns: int | None = None
         self._unmatched_since: float | None = None  # first image arrival not yet matched to its partners
 
@@ -627,14 +629,9 @@ class PerceptionNode(Node):
                 if isinstance(dmsg, CompressedImage):
                     raw, enc = conv.compressed_depth_to_numpy(dmsg)
                 else:
-                    raw, enc = None, dmsg.encoding
-                    if (dmsg.width, dmsg.height) != (width, height):
-                        raise InputError("depth", "size", f"depth is {dmsg.width}x{dmsg.height} but the image is "
-                                         f"{width}x{height} (must be aligned); frame skipped")
-                    raw = conv.image_to_numpy(dmsg)
+                    raw, enc = conv.image_to_numpy(dmsg), dmsg.encoding
                 if raw.shape[:2] != (height, width):
-                    raise InputError("depth", "size", f"depth is {raw.shape[1]}x{raw.shape[0]} but the image is "
-                                     f"{width}x{height} (must be aligned); frame skipped")
+                    raw = self._registered_depth(raw, dmsg.header.frame_id, img.header.frame_id, width, height)
                 depth = depth_to_metres(raw, enc, self.p["depth_scale"])
             except InputError:
                 raise
@@ -656,6 +653,23 @@ class PerceptionNode(Node):
         if has_distortion(info.d):
             rgb, K, depth, labels = self._undistort(info, rgb, depth, labels)
         return rgb, K, depth, labels
+
+    def _registered_depth(self, raw: np.ndarray, depth_frame: str, image_frame: str, width: int, height: int):
+        """Depth registered to the colour camera at another resolution (same frame_id, same aspect ratio:
+        the colour camera's field of view sampled coarser or finer, as some drivers align it) -> resized
+        nearest to the image's size (said once). Anything else is not aligned: InputError."""
+        dh, dw = raw.shape[:2]
+        same_view = abs(dw * height - dh * width) <= 0.01 * dh * width
+        if not (same_view and depth_frame and depth_frame == image_frame):
+            why = ("another aspect ratio" if not same_view else
+                   "no frame_id saying it is registered to the colour camera")
+            raise InputError("depth", "size", f"depth is {dw}x{dh} but the image is {width}x{height} ({why}; "
+                             "depth must be aligned to the colour image); frame skipped")
+        if not self._depth_resize_said:
+            self._depth_resize_said = True
+            self._log.info(f"[{self._topics.get('depth', 'depth')}] depth {dw}x{dh} registered to "
+                           f"'{image_frame}' is resized (nearest) to the image's {width}x{height}")
+        return cv2.resize(raw, (width, height), interpolation=cv2.INTER_NEAREST)
 
     @staticmethod
     def _check_size(info: CameraInfo, width: int, height: int) -> None:
