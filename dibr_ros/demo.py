@@ -295,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "default 55, or the family's)")
     ap.add_argument("--distance", type=float, default=None, help="camera distance to the table centre (m; "
                     "default 0.55, or the middle of the family's range)")
+    ap.add_argument("--transport", default="raw", choices=("raw", "compressed"),
+                    help="how the node gets the camera: raw images, or image_transport's compressed (JPEG) and "
+                         "compressedDepth (PNG) topics, as from a bag recorded compressed")
+    ap.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality with --transport compressed")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-objects", type=int, default=3)
     ap.add_argument("--rate", type=float, default=1.0, help="sim camera frames per second")
@@ -326,6 +330,8 @@ def family_sim_params(args) -> tuple[dict, bool]:
         sim["lift_min"], sim["lift_max"] = float(fam.lift[0]), float(fam.lift[1])
     if fam and fam.depth == "drop_one":
         sim["depth_condition"] = "drop_one"
+    if args.transport == "compressed":
+        sim["compressed"], sim["jpeg_quality"] = True, int(args.jpeg_quality)
     return sim, not (fam and fam.depth == "none")
 
 
@@ -340,7 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     sim_params, use_depth = family_sim_params(args)
     node_params = dict(device=args.device, weights=args.weights, input_reliability="reliable",
                        use_depth=use_depth, diagnostic_period=1.0)
-    print(f"demo: sim_camera ({sim_params['objects']}, seed {args.seed}, family {args.family or 'none'}) + "
+    if args.transport == "compressed":
+        node_params.update(image_transport="compressed", depth_transport="compressedDepth")
+    print(f"demo: sim_camera ({sim_params['objects']}, seed {args.seed}, family {args.family or 'none'}, "
+          f"{args.transport}) + "
           f"perception_node ({args.device}), "
           f"ROS_DOMAIN_ID={args.domain_id}, loopback only; collecting {args.frames} frames ...", flush=True)
     session = RosSession(os.path.join(out, "logs"), sim_params, node_params, args.domain_id)

@@ -417,3 +417,22 @@ def test_compressed_depth_16uc1_exact_and_32fc1_within_its_quantisation():
 def test_compressed_depth_refused(payload, fmt, reason):
     with pytest.raises(ValueError, match=reason):
         cv.compressed_depth_to_numpy(_compressed(payload, fmt))
+
+
+def test_compressed_encoders_write_the_transports_formats():
+    """The sim camera's encoders: compressedDepth byte-identical to the format's definition, JPEG in BGR
+    order as compressed_image_transport writes it (decoded independently with OpenCV)."""
+    import cv2
+
+    h = _header()
+    depth = np.random.default_rng(2).uniform(0.2, 4.0, (10, 14)).astype(np.float32)
+    depth[2, 3] = np.nan
+    msg = cv.depth_to_compressed_depth(depth, h)
+    assert msg.header == h and msg.format == "16UC1; compressedDepth png"
+    assert bytes(msg.data) == compressed_depth_payload(depth, "16UC1")
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[..., 0] = 230  # red
+    msg = cv.rgb_to_compressed(rgb, h, quality=95)
+    assert msg.header == h and msg.format == "rgb8; jpeg compressed bgr8"
+    bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+    assert bgr[..., 2].min() > 200 and bgr[..., 0].max() < 30

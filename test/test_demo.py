@@ -181,3 +181,6 @@ def test_demo_family_and_camera_options_reach_the_sim():
     assert sim["depth_condition"] == "drop_one" and sim["elevation_deg"] == 20.0  # explicit options first
     sim, depth = family_sim_params(build_parser().parse_args(["--family", "rgb_only", "--objects", "ood"]))
     assert not depth and sim["objects"] == "ood"
+    sim, _ = family_sim_params(build_parser().parse_args(["--transport", "compressed", "--jpeg-quality", "70"]))
+    assert sim["compressed"] is True and sim["jpeg_quality"] == 70
+    assert "compressed" not in family_sim_params(build_parser().parse_args([]))[0]

@@ -131,17 +131,23 @@ def test_bad_configuration_is_refused():
 
 
 def test_node_publishes_consistent_headers(ros_env):
-    """Two processes: sim_camera publishes; this side subscribes RELIABLE and checks every topic."""
+    """Two processes: sim_camera publishes; this side subscribes RELIABLE and checks every topic, the
+    image_transport compressed ones too (compressed:=true)."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from visualization_msgs.msg import Marker, MarkerArray
 
-    from dibr_ros.ros.conversions import camera_info_to_K, image_to_numpy
+    from dibr_ros.ros.conversions import (
+        camera_info_to_K,
+        compressed_depth_to_numpy,
+        compressed_to_rgb,
+        image_to_numpy,
+    )
 
     cmd = [sys.executable, "-m", "dibr_ros.ros.sim_camera", "--ros-args", "-p", "rate:=4.0",
            "-p", "objects:=random_urdfs/900/900.urdf", "-p", "max_objects:=1", "-p", "renderer:=tiny",
-           "-p", "width:=160", "-p", "height:=120", "-p", "frame_id:=sim_optical"]
+           "-p", "width:=160", "-p", "height:=120", "-p", "frame_id:=sim_optical", "-p", "compressed:=true"]
     proc = subprocess.Popen(cmd, env=ros_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
@@ -159,7 +165,9 @@ def test_node_publishes_consistent_headers(ros_env):
             node.create_subscription(Image, "depth", keep("depth"), qos),
             node.create_subscription(Image, "instance_mask", keep("mask"), qos),
             node.create_subscription(CameraInfo, "camera_info", keep("info"), qos),
-            node.create_subscription(MarkerArray, "/sim_camera/ground_truth", keep("gt"), QoSProfile(depth=10))]
+            node.create_subscription(MarkerArray, "/sim_camera/ground_truth", keep("gt"), QoSProfile(depth=10)),
+            node.create_subscription(CompressedImage, "image/compressed", keep("jpeg"), qos),
+            node.create_subscription(CompressedImage, "depth/compressedDepth", keep("png"), qos)]
     try:
         from rclpy.executors import SingleThreadedExecutor
 
@@ -169,7 +177,7 @@ def test_node_publishes_consistent_headers(ros_env):
         common: set = set()
         while time.monotonic() < deadline and len(common) < 2 and proc.poll() is None:
             ex.spin_once(timeout_sec=0.1)
-            if len(got) == 5:
+            if len(got) == 7:
                 common = set.intersection(*(set(v) for v in got.values()))
         assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
         assert len(common) >= 2, {k: len(v) for k, v in got.items()}
@@ -191,6 +199,14 @@ def test_node_publishes_consistent_headers(ros_env):
             obj_depth = depth[mask == 1]
             assert obj_depth.size > 20
             assert pts[:, 2].min() - 0.01 < np.median(obj_depth) < pts[:, 2].max() + 0.01
+            # compressed: the same frame, JPEG close to it, depth to the millimetre
+            jpeg, png = got["jpeg"][stamp], got["png"][stamp]
+            assert jpeg.header == headers[0] and png.header == headers[0]
+            assert np.abs(compressed_to_rgb(jpeg).astype(int) - rgb).mean() < 6
+            mm, enc = compressed_depth_to_numpy(png)
+            ok = np.isfinite(depth) & (depth > 0)
+            assert enc == "16UC1" and (mm[~ok] == 0).all()
+            assert np.abs(mm[ok].astype(float) - depth[ok] * 1000).max() <= 0.5 + 1e-3
     finally:
         for sub in subs:
             node.destroy_subscription(sub)

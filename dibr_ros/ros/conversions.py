@@ -45,6 +45,7 @@ __all__ = [
     "check_image",
     "compressed_depth_to_numpy",
     "compressed_to_rgb",
+    "depth_to_compressed_depth",
     "cloud_to_numpy",
     "image_to_numpy",
     "image_to_rgb",
@@ -53,6 +54,7 @@ __all__ = [
     "mesh_marker_array_cdr",
     "numpy_to_image",
     "points_to_cloud",
+    "rgb_to_compressed",
 ]
 
 # encoding -> (numpy dtype, channels). 8UC1/8UC3 are OpenCV-style aliases some drivers emit.
@@ -249,6 +251,35 @@ def compressed_depth_to_numpy(msg: CompressedImage) -> tuple[np.ndarray, str]:
         depth = (quant_a / (raw.astype(np.float32) - np.float32(quant_b))).astype(np.float32)
     depth[raw == 0] = np.nan
     return depth, "32FC1"
+
+
+def rgb_to_compressed(rgb: np.ndarray, header: Header | None = None, quality: int = 90) -> CompressedImage:
+    """(H, W, 3) uint8 RGB -> a ``compressed`` image_transport message (JPEG of the BGR image, the format
+    string compressed_image_transport writes: "rgb8; jpeg compressed bgr8")."""
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(np.asarray(rgb, np.uint8)[:, :, ::-1]),
+                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"JPEG encoding of a {np.shape(rgb)} image failed")
+    msg = CompressedImage(format="rgb8; jpeg compressed bgr8")
+    if header is not None:
+        msg.header = header
+    msg.data = buf.tobytes()
+    return msg
+
+
+def depth_to_compressed_depth(depth_m: np.ndarray, header: Header | None = None) -> CompressedImage:
+    """(H, W) float metres (0 / NaN = no return) -> a ``compressedDepth`` message: 16UC1 millimetres, PNG,
+    behind compressed_depth_image_transport's ConfigHeader ("16UC1; compressedDepth png")."""
+    d = np.nan_to_num(np.asarray(depth_m, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    mm = np.where(d > 0, np.round(d * 1000.0), 0).clip(0, 65535).astype(np.uint16)
+    ok, buf = cv2.imencode(".png", mm)
+    if not ok:
+        raise ValueError(f"PNG encoding of a {np.shape(depth_m)} depth image failed")
+    msg = CompressedImage(format="16UC1; compressedDepth png")
+    if header is not None:
+        msg.header = header
+    msg.data = _DEPTH_HEADER.pack(0, 0.0, 0.0) + buf.tobytes()
+    return msg
 
 
 def check_compressed(msg: CompressedImage, depth: bool = False) -> None:

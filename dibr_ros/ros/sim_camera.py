@@ -5,6 +5,8 @@ Publishes, all with one header per frame (``frame_id`` param, stamp = render tim
 - ``image`` (sensor_msgs/Image rgb8), ``depth`` (32FC1 metres, NaN = no return), ``camera_info`` (K of the
   rendering projection, OpenCV convention),
 - ``instance_mask`` (mono8 label map, 0 = background, i = i-th object; ``publish_instance_mask``),
+- with ``compressed``: ``image/compressed`` (JPEG, ``jpeg_quality``) and ``depth/compressedDepth`` (PNG 16UC1 mm),
+  image_transport's names and payloads,
 - ``~/ground_truth`` (visualization_msgs/MarkerArray: the true meshes in the camera optical frame, metres).
 
 The scene is reproducible from ``seed``; ``new_scene_every`` frames a new seeded scene is dropped
@@ -21,10 +23,16 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
-from dibr_ros.ros.conversions import make_camera_info, mesh_marker_array, numpy_to_image
+from dibr_ros.ros.conversions import (
+    depth_to_compressed_depth,
+    make_camera_info,
+    mesh_marker_array,
+    numpy_to_image,
+    rgb_to_compressed,
+)
 from dibr_ros.sim.families import apply_depth
 from dibr_ros.sim.scene import CameraConfig, SceneConfig, SimFrame, TabletopScene
 
@@ -106,6 +114,11 @@ class SimCameraNode(Node):
             ("depth_condition", "full", ParameterDescriptor(
                 description="full | drop_one (one visible object per frame returns no depth, as glass or black "
                             "objects do)", **ro)),
+            ("compressed", False, ParameterDescriptor(
+                description="also publish image/compressed (JPEG, jpeg_quality) and depth/compressedDepth (PNG "
+                            "16UC1 mm), as image_transport's compressed plugins do", **ro)),
+            ("jpeg_quality", 90, ParameterDescriptor(description="JPEG quality of image/compressed",
+                                                     integer_range=_int_range(1, 100), **ro)),
             ("max_frames", 0, ParameterDescriptor(
                 description="stop publishing after this many frames (0 = run forever)",
                 integer_range=_int_range(0, 100_000_000), **ro)),
@@ -147,6 +160,12 @@ class SimCameraNode(Node):
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", qos)
         self.pub_mask = self.create_publisher(Image, "instance_mask", qos) if self.publish_mask else None
         self.pub_gt = self.create_publisher(MarkerArray, "~/ground_truth", QoSProfile(depth=2))
+        self.jpeg_quality = int(g("jpeg_quality").value)
+        self.pub_compressed = None
+        if bool(g("compressed").value):  # image_transport's names: <base topic>/<transport>
+            self.pub_compressed = (
+                self.create_publisher(CompressedImage, self.resolve_topic_name("image") + "/compressed", qos),
+                self.create_publisher(CompressedImage, self.resolve_topic_name("depth") + "/compressedDepth", qos))
         self.frame_index = 0
         self._cache: list[SimFrame] = []
         self.timer = self.create_timer(1.0 / self.rate, self._tick)
@@ -182,6 +201,9 @@ class SimCameraNode(Node):
         if self.depth_condition == "drop_one":
             depth, _ = apply_depth(frame, "drop_one", self.seed * 1000 + self.frame_index)
         self.pub_depth.publish(numpy_to_image(depth, "32FC1", header))
+        if self.pub_compressed is not None:
+            self.pub_compressed[0].publish(rgb_to_compressed(frame.rgb, header, self.jpeg_quality))
+            self.pub_compressed[1].publish(depth_to_compressed_depth(depth, header))
         self.pub_info.publish(make_camera_info(frame.K, c.width, c.height, header))
         if self.pub_mask is not None:
             self.pub_mask.publish(numpy_to_image(frame.labels.clip(0, 255).astype("uint8"), "mono8", header))
