@@ -381,9 +381,26 @@ def test_compressed_image_png_exact_and_jpeg_close():
                                   np.stack([rgb[:, :, 0]] * 3, -1))
 
 
+def test_compressed_payload_size_read_before_decoding():
+    """The size a PNG or JPEG declares is read from its header; a forged header claiming a huge image is
+    refused before the decoder allocates it; a truncated PNG does not decode."""
+    import cv2
+
+    img = np.random.default_rng(1).integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    for ext in (".png", ".jpg"):
+        assert cv.encoded_size(cv2.imencode(ext, img)[1].tobytes()) == (53, 37)
+    png = cv2.imencode(".png", img)[1].tobytes()
+    forged = png[:16] + (60000).to_bytes(4, "big") + (60000).to_bytes(4, "big") + png[24:]
+    with pytest.raises(ValueError, match="declares 60000x60000"):
+        cv.compressed_to_rgb(_compressed(forged, "png"))
+    with pytest.raises(ValueError, match="does not decode"):
+        cv.compressed_to_rgb(_compressed(png[:len(png) // 2], "png"))
+
+
 @pytest.mark.parametrize("data, fmt, reason", [
     (b"", "jpeg", "no data"),
-    (b"\xff\xd8\xff\xe0 not really a jpeg", "jpeg", "does not decode"),
+    (b"\xff\xd8\xff\xe0 not really a jpeg", "jpeg", "neither PNG nor JPEG"),
+    (b"GIF89a" + bytes(40), "png", "neither PNG nor JPEG"),
     (b"\x00" * 64, "rgb8; theora", "not JPEG or PNG"),
 ])
 def test_compressed_image_refused(data, fmt, reason):
@@ -412,7 +429,7 @@ def test_compressed_depth_16uc1_exact_and_32fc1_within_its_quantisation():
     (b"\x00" * 12 + b"\x89PNG\r\n\x1a\n", "32FC1; compressedDepth rvl", "only png"),
     (b"\x89PNG\r\n\x1a\n" + b"\x00" * 30, "16UC1; compressedDepth png", "no ConfigHeader"),
     (b"\x00" * 40, "rgb8; compressedDepth png", "must be 16UC1 or 32FC1"),
-    (b"\x00" * 12 + b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "16UC1; compressedDepth png", "does not decode"),
+    (b"\x00" * 12 + b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "16UC1; compressedDepth png", "neither PNG nor JPEG"),
 ])
 def test_compressed_depth_refused(payload, fmt, reason):
     with pytest.raises(ValueError, match=reason):

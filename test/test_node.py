@@ -949,8 +949,9 @@ def test_compressed_transports_on_remapped_topics(tmp_path_factory, scene):
             assert d.min() < 0.5 * objects[int(d.argmin())].radius + 0.01
             found.add(int(d.argmin()))
         assert found == set(range(len(objects)))
-        # A corrupt JPEG: said (naming the topic), counted, and the next good frame is served.
-        for sec, data in ((78, b"\xff\xd8\xff\xe0 truncated"), (79, bytes(img.data))):
+        # A truncated payload: said (naming the topic), counted, and the next good frame is served.
+        png = cv2.imencode(".png", frame["rgb"][:, :, ::-1])[1].tobytes()
+        for sec, data in ((78, png[:len(png) // 2]), (79, bytes(img.data))):
             h = Header(frame_id=FRAME)
             h.stamp.sec = sec
             pub_info.publish(cv.make_camera_info(K, W, H, h))

@@ -313,3 +313,36 @@ def test_camera_info_to_K_rejects_the_classic_failures():
         msg.k = [float(v) for v in k]
         with pytest.raises(ValueError, match="camera_info K"):
             cv.camera_info_to_K(msg)
+
+
+# -------------------------------------------------------------------------------- compressed payloads
+
+PNG_MAGIC, JPEG_MAGIC = b"\x89PNG\r\n\x1a\n", b"\xff\xd8"
+
+
+@SETTINGS
+@given(prefix=st.sampled_from([b"", PNG_MAGIC, PNG_MAGIC + b"\x00\x00\x00\x0dIHDR", JPEG_MAGIC,
+                               JPEG_MAGIC + b"\xff\xc0\x00\x11\x08"]),
+       body=st.binary(max_size=200), fmt=st.sampled_from(["jpeg", "png", "rgb8; jpeg compressed bgr8", "", "x"]),
+       depth_fmt=st.sampled_from(["16UC1; compressedDepth png", "32FC1; compressedDepth png", "32FC1; rvl"]))
+def test_compressed_arbitrary_payloads(prefix, body, fmt, depth_fmt):
+    """Whatever bytes arrive on a compressed topic: an RGB image, a depth image or a ValueError, and no
+    large allocation from a forged header."""
+    from sensor_msgs.msg import CompressedImage
+
+    msg = CompressedImage(format=fmt)
+    msg.data = prefix + body
+    try:
+        out, peak = _decode_bounded(cv.compressed_to_rgb, msg)
+    except ValueError:
+        pass
+    else:
+        assert out.ndim == 3 and out.shape[2] == 3 and out.dtype == np.uint8
+        assert peak <= 64 * out.size + 2**20
+    dmsg = CompressedImage(format=depth_fmt)
+    dmsg.data = bytes(12) + prefix + body
+    try:
+        d, enc = cv.compressed_depth_to_numpy(dmsg)
+    except ValueError:
+        return
+    assert d.ndim == 2 and enc in ("16UC1", "32FC1")

@@ -46,6 +46,7 @@ __all__ = [
     "compressed_depth_to_numpy",
     "compressed_to_rgb",
     "depth_to_compressed_depth",
+    "encoded_size",
     "cloud_to_numpy",
     "image_to_numpy",
     "image_to_rgb",
@@ -197,11 +198,64 @@ _DEPTH_HEADER = struct.Struct("<iff")
 _PNG = b"\x89PNG\r\n\x1a\n"
 
 
+# The most pixels a compressed payload may declare: 64 MP, five 12 MP frames. A few bytes of JPEG or PNG
+# header can claim any size, and the decoder would allocate it before finding the data missing.
+MAX_DECODED_PIXELS = 2**26
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def encoded_size(data) -> tuple[int, int] | None:
+    """(width, height) a PNG or JPEG payload declares, read from its header (PNG IHDR, JPEG SOFn), without
+    decoding; None when neither header is found."""
+    b = bytes(data[:65536]) if not isinstance(data, (bytes, bytearray)) else data
+    if b[:8] == _PNG and len(b) >= 24 and b[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", b[16:24])
+        return int(w), int(h)
+    if b[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(b):
+        if b[i] != 0xFF:
+            return None
+        marker = b[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        seg = struct.unpack(">H", b[i + 2:i + 4])[0]
+        if marker in _JPEG_SOF:
+            if i + 9 > len(b):
+                return None
+            h, w = struct.unpack(">HH", b[i + 5:i + 9])
+            return int(w), int(h)
+        i += 2 + seg
+    return None
+
+
 def _compressed_bytes(msg: CompressedImage, what: str) -> np.ndarray:
     n = _data_len(msg.data)
     if n == 0:
         raise ValueError(f"{what} has no data (format '{msg.format}')")
     return np.frombuffer(msg.data, np.uint8)
+
+
+def _decode(buf: np.ndarray, what: str, fmt: str) -> np.ndarray:
+    """cv2.imdecode with the declared size checked first; ValueError for what does not decode."""
+    size = encoded_size(buf)
+    if size is None:
+        raise ValueError(f"{what} ({len(buf)} bytes, format '{fmt}') is neither PNG nor JPEG")
+    if size[0] * size[1] > MAX_DECODED_PIXELS or 0 in size:
+        raise ValueError(f"{what} declares {size[0]}x{size[1]} pixels (at most {MAX_DECODED_PIXELS} decoded)")
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ValueError(f"{what} ({len(buf)} bytes, format '{fmt}') does not decode: "
+                         f"{str(exc).strip().splitlines()[-1]}") from None
+    if img is None:
+        raise ValueError(f"{what} ({len(buf)} bytes, format '{fmt}') does not decode")
+    return img
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
@@ -212,10 +266,7 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     fmt = msg.format.lower()
     if fmt and "jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt:
         raise ValueError(f"compressed image format '{msg.format}' is not JPEG or PNG")
-    buf = _compressed_bytes(msg, "compressed image")
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"compressed image ({len(buf)} bytes, format '{msg.format}') does not decode")
+    img = _decode(_compressed_bytes(msg, "compressed image"), "compressed image", msg.format)
     if img.dtype == np.uint16:  # a 16-bit PNG
         img = (img >> 8).astype(np.uint8)
     if img.ndim == 2:
@@ -240,8 +291,8 @@ def compressed_depth_to_numpy(msg: CompressedImage) -> tuple[np.ndarray, str]:
     if len(buf) < _DEPTH_HEADER.size + len(_PNG) or buf[_DEPTH_HEADER.size:_DEPTH_HEADER.size + 8].tobytes() != _PNG:
         raise ValueError(f"compressedDepth image ({len(buf)} bytes) has no ConfigHeader + PNG payload")
     _, quant_a, quant_b = _DEPTH_HEADER.unpack_from(buf[:_DEPTH_HEADER.size].tobytes())
-    raw = cv2.imdecode(buf[_DEPTH_HEADER.size:], cv2.IMREAD_UNCHANGED)
-    if raw is None or raw.ndim != 2 or raw.dtype != np.uint16:
+    raw = _decode(buf[_DEPTH_HEADER.size:], "compressedDepth image", msg.format)
+    if raw.ndim != 2 or raw.dtype != np.uint16:
         raise ValueError(f"compressedDepth image ({len(buf)} bytes) does not decode to one 16-bit channel")
     if enc != "32FC1":
         return raw, "16UC1"

@@ -609,13 +609,14 @@ class PerceptionNode(Node):
             raise InputError("camera_info", "frame", f"frame_id '{info.header.frame_id}' differs from the "
                              f"image's '{img.header.frame_id}'; frame skipped")
         compressed = isinstance(img, CompressedImage)
-        if not compressed:
-            self._check_size(info, img.width, img.height)
+        size = conv.encoded_size(img.data) if compressed else (img.width, img.height)
+        if size is not None:  # before decoding (a compressed payload's header declares it)
+            self._check_size(info, *size)
         try:
             rgb = conv.compressed_to_rgb(img) if compressed else conv.image_to_rgb(img)
         except ValueError as exc:
             raise InputError("image", "invalid", f"{exc}; frame skipped") from None
-        if compressed:  # its size is known once decoded
+        if compressed:  # what it decoded to
             self._check_size(info, rgb.shape[1], rgb.shape[0])
         height, width = rgb.shape[:2]
         depth = labels = None
