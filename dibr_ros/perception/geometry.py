@@ -131,6 +131,43 @@ def _check_labels(labels, shape: tuple[int, int]) -> np.ndarray:
     return labels
 
 
+def check_plane(plane) -> tuple[np.ndarray, float]:
+    """A table plane, camera optical frame: ``(a, b, c, d)`` or ``(n (3,), d)`` with ``n . X + d`` the
+    height above the table -> ``(unit n (3,) float64, d)`` scaled so that |n| = 1. The camera must be above
+    it (d > 0 after scaling): a plane through or above the camera is not a table it sees."""
+    try:
+        if len(plane) == 2 and np.size(plane[0]) == 3:
+            n, d = np.asarray(plane[0], np.float64).reshape(3), float(plane[1])
+        else:
+            v = np.asarray(plane, np.float64).reshape(-1)
+            if v.shape != (4,):
+                raise ValueError
+            n, d = v[:3], float(v[3])
+    except (TypeError, ValueError):
+        raise ValueError(f"plane must be (a, b, c, d) or (normal (3,), d), got {plane!r}") from None
+    norm = float(np.linalg.norm(n))
+    if not (np.all(np.isfinite(n)) and np.isfinite(d) and norm > 1e-9):
+        raise ValueError(f"plane must have a finite non-zero normal and offset, got {plane!r}")
+    n, d = n / norm, d / norm
+    if d <= 0:
+        raise ValueError(f"plane {plane!r}: the camera is not above it (its height there is {d:.3f} m); "
+                         "give the normal pointing from the table towards the camera")
+    return n, d
+
+
+def plane_depth(plane, K: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 depth (z, m) at which each pixel's ray meets ``plane`` ``(n, d)``; 0 where it does not
+    (the ray runs parallel to the table or above its horizon)."""
+    n, d = plane
+    H, W = shape
+    vv, uu = np.mgrid[0:H, 0:W]
+    rays = pixel_rays(K, np.stack([uu, vv], axis=-1))
+    denom = rays @ np.asarray(n, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(denom < -1e-9, -float(d) / denom, 0.0)
+    return z.astype(np.float32)
+
+
 def pixel_rays(K: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Unnormalised rays ``K^-1 [u, v, 1]`` (z = 1) for pixel coordinates ``uv`` (..., 2) -> (..., 3)."""
     uv = np.asarray(uv, dtype=np.float64)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .completion import complete_mesh, fit_to_points, fuse_observed, rests_on, support_volume_samples, visibility
 from .crops import Crop, make_crops, stack_crops
-from .geometry import check_depth, check_intrinsics, check_labels, check_rgb, inputs_checked
+from .geometry import check_depth, check_intrinsics, check_labels, check_plane, check_rgb, inputs_checked, plane_depth
 from .overlay import paint_meshes
 from .placement import Placement, place_mesh, rest_on_plane
 from .pointcloud import (
@@ -407,7 +407,7 @@ class PerceptionPipeline:
                                   distance=c.plane_distance, max_depth=c.max_depth)
         return mode, dets, plane
 
-    def process(self, rgb, K, depth=None, labels=None, *, debug: bool | None = None) -> FrameResult:
+    def process(self, rgb, K, depth=None, labels=None, *, plane=None, debug: bool | None = None) -> FrameResult:
         """Run the pipeline on one frame.
 
         Args:
@@ -415,6 +415,12 @@ class PerceptionPipeline:
             K: (3, 3) float intrinsics (pixels), finite, fx, fy > 0.
             depth: optional (H, W) float metres aligned to ``rgb``; NaN/inf/<= 0 = invalid.
             labels: optional (H, W) integer instance map, 0 = background.
+            plane: optional known table plane, camera optical frame: (a, b, c, d) with a x + b y + c z + d =
+                height above the table (m, the camera above it: d > 0), as a robot knows it from its
+                camera's mounting (TF). Used where the depth gives none (RGB-only cameras, or no table in
+                the depth): each object without depth then stands on it (:func:`.placement.rest_on_plane`,
+                metric placement instead of the ``default_object_size`` assumption). A plane measured in
+                the depth is preferred.
             debug: draw the debug overlay for this frame; None = ``config.debug_image`` (the node passes
                 False while nobody subscribes to it).
         Returns:
@@ -430,11 +436,14 @@ class PerceptionPipeline:
             depth = check_depth(depth, (H, W))
         if labels is not None:
             labels = check_labels(labels, (H, W))
+        if plane is not None:
+            plane = check_plane(plane)
         with inputs_checked():  # validated once here: the stages below trust these arrays
             return self._process_checked(rgb, K, depth, labels, t0,
-                                         self.config.debug_image if debug is None else bool(debug))
+                                         self.config.debug_image if debug is None else bool(debug), plane)
 
-    def _process_checked(self, rgb, K, depth, labels, t0: float, debug_image: bool) -> FrameResult:
+    def _process_checked(self, rgb, K, depth, labels, t0: float, debug_image: bool,
+                         known_plane=None) -> FrameResult:
         """:meth:`process` after its input checks (``rgb`` C-contiguous uint8, ``K`` float64, ``depth``
         float32 with invalid = 0, ``labels`` integer, all of one size)."""
         c = self.config
@@ -447,6 +456,8 @@ class PerceptionPipeline:
             return now
 
         mode, dets, plane = self._segment(rgb, K, depth, labels)
+        if plane is None:
+            plane = known_plane
         t = lap("segment", t0)
         objects, warnings = [], []
         if dets:
@@ -548,6 +559,10 @@ class PerceptionPipeline:
         objects, warnings = [], []
         t_place = t_complete = t_sample = 0.0
         n_surface = max(c.points_per_object, 2048)
+        table_depth = None
+        if depth is None and plane is not None:  # a known plane, no depth: the table as the camera would see it
+            table_depth = plane_depth(plane, K, rgb.shape[:2])
+            table_depth[np.logical_or.reduce([d.mask for d in dets])] = 0.0  # objects hide it
 
         def one(i: int):
             """Object ``i``: (ObjectResult or None, lines to report, [place, complete, sample] ms)."""
@@ -569,10 +584,12 @@ class PerceptionPipeline:
                                        min_points=c.min_depth_points)
             except ValueError as exc:
                 return None, [f"object {det.label}: placement failed: {exc}"], times
-            if plane is not None and det.points is not None and len(det.points) == 0:
-                # no depth on this object (a hole in the depth on the table): stand it on the table
-                placement, _ = rest_on_plane(placement, verts[i], plane, K=K, depth=depth, mask=det.mask,
-                                             tolerance=c.plane_distance)
+            if plane is not None and (det.points is None or len(det.points) == 0):
+                # no depth on this object (a hole in the depth on the table, or an RGB-only camera with a
+                # known table plane): stand it on the table
+                placement, _ = rest_on_plane(placement, verts[i], plane, K=K,
+                                             depth=depth if depth is not None else table_depth,
+                                             mask=det.mask, tolerance=c.plane_distance)
             ts = time.perf_counter()
             times[0] += (ts - tp) * 1e3
             placed = placement.apply(verts[i])
