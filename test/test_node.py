@@ -971,3 +971,84 @@ def test_compressed_transports_on_remapped_topics(tmp_path_factory, scene):
         if node is not None:
             node.close()
         rclpy.shutdown(context=ctx)
+
+
+def test_rgb_only_camera_with_a_known_table_plane(tmp_path_factory, scene):
+    """use_depth false: the objects are placed by default_object_size until `ros2 param set ... table_plane`
+    gives the table (as the CLI sends it, whole numbers included); then they stand on it, where they are."""
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    from dibr_ros.ros.perception_node import PerceptionNode
+
+    frame, objects, K, plane = scene
+    centres = np.array([o.center for o in objects])
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=1 + (os.getpid() * 37 + 97) % 100)
+    node = client = None
+    try:
+        overrides = [Parameter("device", value="cpu"), Parameter("weights", value=_weights(tmp_path_factory)),
+                     Parameter("publish_debug_image", value=False), Parameter("use_depth", value=False),
+                     Parameter("default_object_size", value=0.3)]
+        node = PerceptionNode(context=ctx, parameter_overrides=overrides)
+        client = rclpy.create_node("param_client", context=ctx)
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        ex.add_node(client)
+        cli = client.create_client(SetParameters, f"{node.get_fully_qualified_name()}/set_parameters")
+        assert cli.wait_for_service(timeout_sec=10)
+
+        def send(value):
+            fut = cli.call_async(SetParameters.Request(parameters=[ParameterMsg(name="table_plane", value=value)]))
+            ex.spin_until_future_complete(fut, timeout_sec=10)
+            return fut.result().results[0]
+
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        pub_img = client.create_publisher(Image, "/image", qos)
+        pub_info = client.create_publisher(CameraInfo, "/camera_info", qos)
+        clouds = []
+        client.create_subscription(PointCloud2, "/dibr_perception/points", clouds.append, QoSProfile(
+            depth=5, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        t0 = time.monotonic()
+        while pub_img.get_subscription_count() < 1:
+            assert time.monotonic() - t0 < 10, "the node did not subscribe"
+            ex.spin_once(timeout_sec=0.05)
+        stamp = [200]
+
+        def centre_errors():
+            """One RGB-only frame through the node's topics -> each published object's centre error (m)."""
+            stamp[0] += 1
+            h = Header(frame_id=FRAME)
+            h.stamp.sec = stamp[0]
+            pub_info.publish(cv.make_camera_info(K, W, H, h))
+            pub_img.publish(cv.numpy_to_image(frame["rgb"], "rgb8", h))
+            t1 = time.monotonic()
+            while not clouds or clouds[-1].header.stamp.sec != stamp[0]:
+                assert time.monotonic() - t1 < WAIT, "no cloud"
+                ex.spin_once(timeout_sec=0.05)
+            data = cv.cloud_to_numpy(clouds[-1])
+            ids = sorted(set(data["instance"].tolist()))
+            assert len(ids) == len(objects)
+            # RGB only: the cloud is the placed mesh's surface, its centroid the object's centre
+            return [np.linalg.norm(centres - data["xyz"][data["instance"] == i].mean(0), axis=1).min() for i in ids]
+
+        assert node._plane is None
+        guessed = centre_errors()
+        n, d = plane
+        res = send(ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=[*n, d]))
+        assert res.successful, res.reason
+        placed = centre_errors()
+        assert max(placed) < max(o.radius for o in objects) and max(placed) < max(guessed) / 3
+        res = send(ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=[0.0, 1.0, 0.0, -1.0]))
+        assert not res.successful and "table_plane" in res.reason and "not above it" in res.reason
+        res = send(ParameterValue(type=ParameterType.PARAMETER_INTEGER_ARRAY, integer_array_value=[0, 0, 0, 0]))
+        assert res.successful, res.reason
+        assert node._plane is None
+    finally:
+        if client is not None:
+            client.destroy_node()
+        if node is not None:
+            node.close()
+        rclpy.shutdown(context=ctx)

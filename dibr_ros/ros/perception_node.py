@@ -37,6 +37,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from ..perception.geometry import check_plane
 from ..perception.pipeline import PerceptionPipeline, PipelineConfig
 from ..perception.rectify import RectifierCache, has_distortion
 from . import conversions as conv
@@ -91,9 +92,29 @@ class ParamSpec:
 
 def _whole_numbers_as_doubles(params: list) -> list:
     """Pre-set callback: an INTEGER value for a double parameter becomes that DOUBLE (ROS 2 would refuse it
-    with "Wrong parameter type"); everything else passes unchanged to the checks."""
-    return [Parameter(p.name, Parameter.Type.DOUBLE, float(p.value))
-            if p.name in _DOUBLE_PARAMS and p.type_ == Parameter.Type.INTEGER else p for p in params]
+    with "Wrong parameter type"), an INTEGER_ARRAY for a double array a DOUBLE_ARRAY; everything else
+    passes unchanged to the checks."""
+    return [_as_double(p) for p in params]
+
+
+def _as_double(p):
+    if p.name in _DOUBLE_PARAMS and p.type_ == Parameter.Type.INTEGER:
+        return Parameter(p.name, Parameter.Type.DOUBLE, float(p.value))
+    if p.name in _DOUBLE_ARRAY_PARAMS and p.type_ == Parameter.Type.INTEGER_ARRAY:
+        return Parameter(p.name, Parameter.Type.DOUBLE_ARRAY, [float(v) for v in p.value])
+    return p
+
+
+def known_plane(value) -> tuple[np.ndarray, float] | None:
+    """The ``table_plane`` parameter -> the pipeline's plane ``(n, d)``, None for all zeros (not known).
+    ValueError naming the parameter for anything else that is not a plane below the camera."""
+    v = [float(x) for x in value]
+    if len(v) == 4 and not any(v):
+        return None
+    try:
+        return check_plane(v)
+    except ValueError as exc:
+        raise ValueError(f"parameter table_plane={v}: {exc} ([0, 0, 0, 0] = not known)") from None
 
 
 P = ParamSpec
@@ -120,6 +141,11 @@ NODE_PARAMETERS = (
     P("depth_transport", "raw", "How 'depth' arrives: raw or compressedDepth (image_transport's PNG "
       "sensor_msgs/CompressedImage on <depth>/compressedDepth, 16UC1 or quantised 32FC1).", True,
       choices=("raw", "compressedDepth")),
+    P("table_plane", [0.0, 0.0, 0.0, 0.0], "The table plane in the camera optical frame, if the robot knows it "
+      "(camera mounting, TF): [a, b, c, d] with a x + b y + c z + d = height above the table (m, the normal "
+      "pointing to the camera, any scale); [0, 0, 0, 0] = not known. Used where the depth gives none: with an "
+      "RGB-only camera (use_depth false, or no depth on an object) each object stands on it, metric instead "
+      "of the default_object_size assumption. A plane measured in the depth is preferred."),
     P("depth_scale", 0.001, "Metres per unit of 16UC1/mono16 depth (REP 118: millimetres).", False, 1e-6, 1.0),
     P("sync_exact", False, "Pair image/depth/mask only on identical stamps (else approximate, sync_slop).",
       True),
@@ -223,6 +249,7 @@ PIPELINE_PARAMETERS = (
 _NODE_TO_PIPELINE = {"publish_debug_image": "debug_image"}
 PARAMETERS = NODE_PARAMETERS + PIPELINE_PARAMETERS
 _DOUBLE_PARAMS = frozenset(p.name for p in PARAMETERS if isinstance(p.default, float))
+_DOUBLE_ARRAY_PARAMS = frozenset(p.name for p in PARAMETERS if isinstance(p.default, list))
 
 
 class StartupError(RuntimeError):
@@ -326,12 +353,15 @@ class PerceptionNode(Node):
         # Whole numbers for double parameters, as `ros2 param set ... 20` and YAML `max_depth: 20` send them.
         overrides = getattr(self, "_parameter_overrides", {})
         for name, prm in list(overrides.items()):
-            if name in _DOUBLE_PARAMS and prm.type_ == Parameter.Type.INTEGER:
-                overrides[name] = Parameter(name, Parameter.Type.DOUBLE, float(prm.value))
+            overrides[name] = _as_double(prm)
         for spec in PARAMETERS:
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
         self.p = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
         self._check_choices(self.p)
+        try:
+            self._plane = known_plane(self.p["table_plane"])
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
         self.error_throttle = float(self.p["error_throttle"])
 
         self._setup_device_and_model()
@@ -438,10 +468,11 @@ class PerceptionNode(Node):
         new.update({prm.name: prm.value for prm in params})
         try:
             self._check_choices(new)
+            plane = known_plane(new["table_plane"])
             pipeline = self._make_pipeline(new)
         except (ValueError, TypeError, StartupError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        self.p, self._pipeline = new, pipeline
+        self.p, self._pipeline, self._plane = new, pipeline, plane
         self.error_throttle = float(new["error_throttle"])
         return SetParametersResult(successful=True)
 
@@ -707,7 +738,7 @@ class PerceptionNode(Node):
         # image_transport's), and after the meshes and clouds are out, on the overlay thread.
         pipeline = self._pipeline
         watched = self.p["publish_debug_image"] and self._pub_debug.get_subscription_count() > 0
-        result = pipeline.process(rgb, K, depth, labels, debug=False)
+        result = pipeline.process(rgb, K, depth, labels, plane=self._plane, debug=False)
         if self._pipeline.predictor is not self.predictor:
             # the pipeline moved the model to the CPU after CUDA ran out of memory: keep it there (a
             # parameter change rebuilds the pipeline from self.predictor) and report the device in use
