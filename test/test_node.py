@@ -1052,3 +1052,69 @@ def test_rgb_only_camera_with_a_known_table_plane(tmp_path_factory, scene):
         if node is not None:
             node.close()
         rclpy.shutdown(context=ctx)
+
+
+def test_table_frame_through_tf2_ros_when_installed(tmp_path_factory, scene, monkeypatch):
+    """table_frame: the plane is the z = 0 plane of that TF frame in the image's frame, looked up per frame
+    (a stand-in with tf2_ros's Buffer / TransformListener / lookup_transform layout); a failed lookup falls
+    back to table_plane and says so; without tf2_ros the node says so once and uses table_plane."""
+    import types
+
+    from rclpy.parameter import Parameter
+    from scipy.spatial.transform import Rotation
+
+    from dibr_ros.perception.geometry import rotation_z_to
+    from dibr_ros.ros.perception_node import PerceptionNode
+
+    frame, objects, K, (n, d) = scene
+    # the table frame: z along the table's normal, origin at the camera's foot on the table
+    quat = Rotation.from_matrix(rotation_z_to(n)).as_quat()  # x, y, z, w
+    origin = -d * np.asarray(n)
+    lookups, fail = [], []
+
+    class Buffer:
+        def lookup_transform(self, target, source, time):
+            lookups.append((target, source))
+            if fail:
+                raise RuntimeError("\"table\" passed to lookupTransform argument source_frame does not exist")
+            v = types.SimpleNamespace
+            return v(transform=v(translation=v(x=origin[0], y=origin[1], z=origin[2]),
+                                 rotation=v(x=quat[0], y=quat[1], z=quat[2], w=quat[3])))
+
+    listeners = []
+    tf2 = types.ModuleType("tf2_ros")
+    tf2.Buffer = Buffer
+    tf2.TransformListener = lambda buffer, node: listeners.append((buffer, node))
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=1 + (os.getpid() * 37 + 61) % 100)
+    nodes = []
+    try:
+        params = [Parameter("device", value="cpu"), Parameter("weights", value=_weights(tmp_path_factory)),
+                  Parameter("publish_debug_image", value=False), Parameter("use_depth", value=False),
+                  Parameter("table_frame", value="table")]
+        monkeypatch.setitem(sys.modules, "tf2_ros", tf2)
+        node = PerceptionNode(context=ctx, parameter_overrides=params)
+        nodes.append(node)
+        assert len(listeners) == 1 and listeners[0][1] is node
+        h = Header(frame_id=FRAME)
+        got = node._table_plane(h)
+        assert lookups[-1] == (FRAME, "table")
+        np.testing.assert_allclose(got[0], n, atol=1e-9)
+        assert got[1] == pytest.approx(d)
+        # the frame through the pipeline with that plane: metric placement
+        res = node._pipeline.process(frame["rgb"], K, plane=got)
+        centres = np.array([o.center for o in objects])
+        assert all(np.linalg.norm(centres - o.center, axis=1).min() < max(o.radius for o in objects)
+                   for o in res.objects) and len(res.objects) == len(objects)
+        fail.append(1)
+        assert node._table_plane(h) is None  # no table_plane either
+        assert "table_frame 'table'" in node.stats.last_error and "no table plane used" in node.stats.last_error
+        monkeypatch.setitem(sys.modules, "tf2_ros", None)  # not installed
+        plain = PerceptionNode(context=ctx, parameter_overrides=params)
+        nodes.append(plain)
+        assert plain._tf_buffer is None and plain._table_plane(h) is None
+    finally:
+        for nd in nodes:
+            nd.close()
+            nd.destroy_node()
+        rclpy.shutdown(context=ctx)

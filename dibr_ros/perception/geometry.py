@@ -155,6 +155,16 @@ def check_plane(plane) -> tuple[np.ndarray, float]:
     return n, d
 
 
+def plane_from_pose(translation, quaternion_xyzw) -> tuple[np.ndarray, float]:
+    """The z = 0 plane of a frame whose pose in the camera optical frame is ``translation`` (3,) and
+    ``quaternion_xyzw`` (4,) (a TF transform camera <- table) -> ``(n, d)`` as :func:`check_plane` returns
+    it: n the frame's z axis in camera coordinates, d = -n . t (the camera's height above it)."""
+    from scipy.spatial.transform import Rotation
+
+    n = Rotation.from_quat(np.asarray(quaternion_xyzw, np.float64)).as_matrix()[:, 2]
+    return check_plane([*n, -float(n @ np.asarray(translation, np.float64))])
+
+
 def plane_depth(plane, K: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(H, W) float32 depth (z, m) at which each pixel's ray meets ``plane`` ``(n, d)``; 0 where it does not
     (the ray runs parallel to the table or above its horizon)."""

@@ -37,7 +37,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from ..perception.geometry import check_plane
+from ..perception.geometry import check_plane, plane_from_pose
 from ..perception.pipeline import PerceptionPipeline, PipelineConfig
 from ..perception.rectify import RectifierCache, has_distortion
 from . import conversions as conv
@@ -146,6 +146,9 @@ NODE_PARAMETERS = (
       "pointing to the camera, any scale); [0, 0, 0, 0] = not known. Used where the depth gives none: with an "
       "RGB-only camera (use_depth false, or no depth on an object) each object stands on it, metric instead "
       "of the default_object_size assumption. A plane measured in the depth is preferred."),
+    P("table_frame", "", "A TF frame whose z = 0 plane is the table (e.g. a table or base frame at table height, "
+      "z up): looked up per frame in the image's frame (tf2_ros, when installed) and used as table_plane is; "
+      "a failed lookup falls back to table_plane and is said (throttled). Empty = off.", True),
     P("depth_scale", 0.001, "Metres per unit of 16UC1/mono16 depth (REP 118: millimetres).", False, 1e-6, 1.0),
     P("sync_exact", False, "Pair image/depth/mask only on identical stamps (else approximate, sync_slop).",
       True),
@@ -363,6 +366,7 @@ class PerceptionNode(Node):
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         self.error_throttle = float(self.p["error_throttle"])
+        self._tf_buffer = self._make_tf_buffer()
 
         self._setup_device_and_model()
         self._pipeline = self._make_pipeline(self.p)
@@ -738,7 +742,7 @@ class PerceptionNode(Node):
         # image_transport's), and after the meshes and clouds are out, on the overlay thread.
         pipeline = self._pipeline
         watched = self.p["publish_debug_image"] and self._pub_debug.get_subscription_count() > 0
-        result = pipeline.process(rgb, K, depth, labels, plane=self._plane, debug=False)
+        result = pipeline.process(rgb, K, depth, labels, plane=self._table_plane(img.header), debug=False)
         if self._pipeline.predictor is not self.predictor:
             # the pipeline moved the model to the CPU after CUDA ran out of memory: keep it there (a
             # parameter change rebuilds the pipeline from self.predictor) and report the device in use
@@ -798,6 +802,42 @@ class PerceptionNode(Node):
         if self._pub_det is not None:
             self._pub_det.publish(conv.detection3d_array(
                 self._vision_msgs, header, [(int(o.detection.label), o.vertices, o.detection.score) for o in objs]))
+
+    def _make_tf_buffer(self):
+        """A tf2_ros Buffer + TransformListener for ``table_frame``, or None (not set, or tf2_ros missing)."""
+        frame = self.p["table_frame"]
+        if not frame:
+            return None
+        try:
+            import tf2_ros
+        except ImportError:
+            self._log.warning(f"table_frame '{frame}' needs tf2_ros, which is not installed: table_plane is used")
+            return None
+        buffer = tf2_ros.Buffer()
+        self._tf_listener = tf2_ros.TransformListener(buffer, self)
+        self._log.info(f"table plane: the z = 0 plane of TF frame '{frame}', looked up per frame")
+        return buffer
+
+    def _table_plane(self, header):
+        """The table plane for this frame: ``table_frame`` through TF when it resolves, else ``table_plane``."""
+        if self._tf_buffer is None:
+            return self._plane
+        frame = self.p["table_frame"]
+        try:
+            from rclpy.time import Time
+
+            try:  # the frame's own time; a transform not there yet: the latest one
+                tf = self._tf_buffer.lookup_transform(header.frame_id, frame, Time.from_msg(header.stamp))
+            except Exception:
+                tf = self._tf_buffer.lookup_transform(header.frame_id, frame, Time())
+            t, q = tf.transform.translation, tf.transform.rotation
+            return plane_from_pose((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
+        except Exception as exc:  # tf2 raises its own exception types; none may stop the frame
+            fallback = "table_plane" if self._plane is not None else "no table plane"
+            self._report("tf", "lookup", f"table_frame '{frame}' in '{header.frame_id}': "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; {fallback} used",
+                         warn=True)
+            return self._plane
 
     def _make_detections_publisher(self):
         """``~/detections`` (vision_msgs/Detection3DArray) when vision_msgs is importable, else (None, None)."""
