@@ -416,6 +416,9 @@ def test_compressed_depth_16uc1_exact_and_32fc1_within_its_quantisation():
                                                         "16UC1; compressedDepth png"))
     assert enc == "16UC1" and raw.dtype == np.uint16
     np.testing.assert_array_equal(raw, np.round(np.nan_to_num(depth) * 1000).astype(np.uint16))
+    legacy, _ = cv.compressed_depth_to_numpy(_compressed(compressed_depth_payload(depth, "16UC1"),
+                                                         "16UC1; compressedDepth"))  # ROS 1: no codec named
+    np.testing.assert_array_equal(legacy, raw)
     out, enc = cv.compressed_depth_to_numpy(_compressed(compressed_depth_payload(depth, "32FC1"),
                                                         "32FC1; compressedDepth png"))
     assert enc == "32FC1" and out.dtype == np.float32

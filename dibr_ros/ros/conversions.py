@@ -278,13 +278,14 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
 def compressed_depth_to_numpy(msg: CompressedImage) -> tuple[np.ndarray, str]:
     """Decode a ``compressedDepth`` image_transport message to ``(depth (H, W), encoding)``: uint16 for
     "16UC1; compressedDepth png" (the raw values), float32 metres for "32FC1; compressedDepth png" (the
-    inverse-depth quantisation undone, NaN where nothing was measured).
+    inverse-depth quantisation undone, NaN where nothing was measured). A format naming no codec
+    ("16UC1; compressedDepth", ROS 1 bags and older ROS 2) is png.
 
     ``ValueError`` for another codec (e.g. rvl), a missing header or an undecodable PNG."""
     enc = msg.format.split(";")[0].strip()
     if enc not in ("16UC1", "32FC1", "mono16"):
         raise ValueError(f"compressedDepth format '{msg.format}': the depth encoding must be 16UC1 or 32FC1")
-    if "png" not in msg.format.lower():
+    if "rvl" in msg.format.lower():  # no codec named (ROS 1, older ROS 2): png, the plugin's default
         raise ValueError(f"compressedDepth format '{msg.format}' is not supported (only png; set the "
                          "publisher's compressedDepth format to png)")
     buf = _compressed_bytes(msg, "compressedDepth image")
