@@ -399,8 +399,13 @@ class PerceptionNode(Node):
             streams.append("depth")
             self._log.info(f"objects with < min_depth_points valid depth pixels are placed RGB-only: "
                            f"{self._pipeline.rgb_assumption}")
+        elif self._plane is not None or self._tf_buffer is not None:
+            where = f"TF frame '{self.p['table_frame']}'" if self._tf_buffer is not None else "table_plane"
+            self._log.info(f"use_depth=false: RGB-only placement, each object standing on the table plane "
+                           f"({where}; else {self._pipeline.rgb_assumption})")
         else:
-            self._log.info(f"use_depth=false: RGB-only placement, {self._pipeline.rgb_assumption}")
+            self._log.info(f"use_depth=false: RGB-only placement, {self._pipeline.rgb_assumption} (set "
+                           "table_plane or table_frame for metric placement on the table)")
         if self.p["use_external_masks"]:
             self._add_input("instance_mask", Image, lambda m: self._on_aux("instance_mask", m, MASK_ENCODINGS))
             streams.append("instance_mask")
