@@ -299,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how the node gets the camera: raw images, or image_transport's compressed (JPEG) and "
                          "compressedDepth (PNG) topics, as from a bag recorded compressed")
     ap.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality with --transport compressed")
+    ap.add_argument("--table-plane", action="store_true",
+                    help="give the node the table plane (its table_plane parameter, from the sim camera's pose), "
+                         "as a robot knows its camera's mounting: RGB-only objects are then placed metric")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-objects", type=int, default=3)
     ap.add_argument("--rate", type=float, default=1.0, help="sim camera frames per second")
@@ -311,6 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "42") or 42))
     ap.add_argument("--timeout", type=float, default=150.0, help="seconds to wait for the frames")
     return ap
+
+
+DEMO_ELEVATION_DEG, DEMO_DISTANCE_M = 55.0, 0.55  # sim_camera's defaults
+
+
+def sim_table_plane(sim: dict) -> np.ndarray:
+    """(a, b, c, d) of the table in the optical frame of the sim camera these parameters describe (the orbit
+    turns about the table's vertical: the plane is the same in every frame)."""
+    from dibr_ros.sim.scene import CameraConfig, camera_pose, table_plane_in_camera
+
+    cam = CameraConfig(width=int(sim["width"]), height=int(sim["height"]),
+                       elevation_deg=float(sim.get("elevation_deg", DEMO_ELEVATION_DEG)),
+                       distance=float(sim.get("distance", DEMO_DISTANCE_M)))
+    return table_plane_in_camera(camera_pose(cam)[1])
 
 
 def family_sim_params(args) -> tuple[dict, bool]:
@@ -326,6 +343,9 @@ def family_sim_params(args) -> tuple[dict, bool]:
         sim["elevation_deg"] = float(elevation)
     if distance is not None:
         sim["distance"] = float(distance)
+    if args.table_plane:  # the pose is then passed explicitly: the plane below is the sim camera's
+        sim.setdefault("elevation_deg", DEMO_ELEVATION_DEG)
+        sim.setdefault("distance", DEMO_DISTANCE_M)
     if fam and fam.lift:
         sim["lift_min"], sim["lift_max"] = float(fam.lift[0]), float(fam.lift[1])
     if fam and fam.depth == "drop_one":
@@ -348,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                        use_depth=use_depth, diagnostic_period=1.0)
     if args.transport == "compressed":
         node_params.update(image_transport="compressed", depth_transport="compressedDepth")
+    if args.table_plane:
+        node_params["table_plane"] = [round(float(v), 6) for v in sim_table_plane(sim_params)]
     print(f"demo: sim_camera ({sim_params['objects']}, seed {args.seed}, family {args.family or 'none'}, "
           f"{args.transport}) + "
           f"perception_node ({args.device}), "

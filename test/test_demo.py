@@ -184,3 +184,25 @@ def test_demo_family_and_camera_options_reach_the_sim():
     sim, _ = family_sim_params(build_parser().parse_args(["--transport", "compressed", "--jpeg-quality", "70"]))
     assert sim["compressed"] is True and sim["jpeg_quality"] == 70
     assert "compressed" not in family_sim_params(build_parser().parse_args([]))[0]
+
+
+def test_demo_table_plane_is_the_sim_cameras():
+    """--table-plane: the plane handed to the node is the table in the sim camera's optical frame, the same
+    as the rendered frames' (their depth's table pixels lie on it), at every orbit angle."""
+    from dibr_ros.demo import build_parser, family_sim_params, sim_table_plane
+    from dibr_ros.perception.geometry import backproject, check_plane
+    from dibr_ros.sim.scene import CameraConfig, SceneConfig, TabletopScene
+
+    sim, depth = family_sim_params(build_parser().parse_args(["--family", "rgb_only", "--table-plane"]))
+    assert not depth and sim["elevation_deg"] == 35.0 and sim["distance"] == 0.8
+    n, d = check_plane(sim_table_plane(sim))
+    cam = CameraConfig(width=160, height=120, elevation_deg=35.0, distance=0.8, orbit_deg_per_s=40.0)
+    with TabletopScene(SceneConfig(objects=["random_urdfs/900/900.urdf"], max_objects=1, renderer="tiny"),
+                       cam) as s:
+        for t in (0.0, 2.0):
+            f = s.render(t=t)
+            np.testing.assert_allclose(f.table_plane(), [*n, d], atol=1e-9)
+            table = backproject(f.depth, f.K, (f.labels == 0) & (f.depth < 1.2))[0]
+            assert np.median(np.abs(table @ n + d)) < 0.002
+    sim, _ = family_sim_params(build_parser().parse_args(["--table-plane"]))
+    assert (sim["elevation_deg"], sim["distance"]) == (55.0, 0.55)  # explicit: the plane is the sim's

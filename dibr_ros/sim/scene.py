@@ -125,10 +125,16 @@ class SimFrame:
     def table_plane(self) -> np.ndarray:
         """(a, b, c, d) of the table top in the camera optical frame: a x + b y + c z + d = height above
         it (m), what a robot knows from its camera's mounting."""
-        R, t = self.T_cam_world[:3, :3], self.T_cam_world[:3, 3]
-        n = R @ np.array([0.0, 0.0, 1.0])  # world up, in the camera frame
-        # a camera point X is at world R^T (X - t): its height is up . R^T (X - t) - TABLE_TOP_Z
-        return np.array([*n, -float(n @ t) - TABLE_TOP_Z])
+        return table_plane_in_camera(self.T_cam_world)
+
+
+def table_plane_in_camera(T_cam_world: np.ndarray) -> np.ndarray:
+    """(a, b, c, d) of the table top (z = TABLE_TOP_Z, world z up) in the optical frame of a camera at
+    ``T_cam_world`` (4, 4, world -> camera)."""
+    R, t = T_cam_world[:3, :3], T_cam_world[:3, 3]
+    n = R @ np.array([0.0, 0.0, 1.0])  # world up, in the camera frame
+    # a camera point X is at world R^T (X - t): its height is up . R^T (X - t) - TABLE_TOP_Z
+    return np.array([*n, -float(n @ t) - TABLE_TOP_Z])
 
 
 @dataclass
