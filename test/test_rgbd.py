@@ -336,8 +336,9 @@ def test_rest_on_plane_keeps_the_image_and_touches_the_table():
 
 def test_rest_on_plane_stands_the_object_on_its_seen_contact():
     """A box without depth on a measured table, predicted with a too-deep hidden bottom (its back bottom edge
-    2 cm below the table): the front contact the camera sees places it; the lowest-point rule alone pulls it
-    towards the camera."""
+    2 cm below the table): the front contact the camera sees places it exactly; the lowest-point rule alone
+    pulls it towards the camera; the default is their weighted geometric mean (right for neither a box nor a
+    ball alone, best on the validation objects)."""
     from dibr_ros.perception import synthetic as S
     from dibr_ros.perception.geometry import mask_box, pixel_rays, project, rotation_z_to
     from dibr_ros.perception.placement import Placement, rest_on_plane
@@ -359,10 +360,16 @@ def test_rest_on_plane_stands_the_object_on_its_seen_contact():
     u, w = project(K, true.apply(v[back]).astype(np.float64))
     assert x0 <= u < x1 and y0 <= w < y1 - 5  # still inside the silhouette: the mask cannot tell
     wrong = Placement(scale=1.2 * ob.radius, center=1.2 * ob.center, rotation=R, source="distance")
-    seen, _ = rest_on_plane(wrong, v, (n, d), K=K, depth=depth, mask=mask)
+    seen, _ = rest_on_plane(wrong, v, (n, d), K=K, depth=depth, mask=mask, contact_weight=1.0)
     lowest, _ = rest_on_plane(wrong, v, (n, d))
     assert np.linalg.norm(seen.center - ob.center) < 0.004
     assert np.linalg.norm(lowest.center - ob.center) > 0.01
+    from dibr_ros.perception.placement import CONTACT_WEIGHT
+
+    blend, _ = rest_on_plane(wrong, v, (n, d), K=K, depth=depth, mask=mask)
+    expect = CONTACT_WEIGHT * np.log(seen.scale) + (1 - CONTACT_WEIGHT) * np.log(lowest.scale)
+    assert np.log(blend.scale) == pytest.approx(expect, abs=1e-9)
+    np.testing.assert_allclose(blend.center / blend.scale, seen.center / seen.scale)  # the same ray
     # the contact hidden behind something in front of it: the lowest-point rule
     hidden = depth.copy()
     hidden[y1:y1 + 8, x0:x1] = 0.3
