@@ -491,6 +491,19 @@ def test_good_frame_outputs(rig, scene):
     assert float(kv["latency_debug_p50_ms"]) > 0 and int(kv["frames_debug_dropped"]) >= 0
 
 
+def _assert_every_object_placed(cloud, objects, what=""):
+    """Each published instance's centroid lies within half its object's radius (+ 1 cm) of a true object's
+    centre, and every true object has one."""
+    data = cv.cloud_to_numpy(cloud)
+    centres = np.array([o.center for o in objects])
+    found = set()
+    for i in sorted(set(data["instance"].tolist())):
+        d = np.linalg.norm(centres - data["xyz"][data["instance"] == i].mean(axis=0), axis=1)
+        assert d.min() < 0.5 * objects[int(d.argmin())].radius + 0.01, f"{what}instance {i} is {d.min():.3f} m off"
+        found.add(int(d.argmin()))
+    assert found == set(range(len(objects)))
+
+
 @pytest.mark.parametrize("encoding", ["bayer_rggb8", "yuv422_yuy2"])
 def test_raw_camera_formats(rig, scene, encoding):
     """A machine-vision camera's Bayer mosaic and a USB camera's YUYV are served like rgb8: the same
@@ -501,16 +514,7 @@ def test_raw_camera_formats(rig, scene, encoding):
     img = cv.numpy_to_image(raw_camera_image(frame["rgb"], encoding), encoding, h)
     hs.send(img, cv.numpy_to_image(frame["depth"], "32FC1", h), cv.make_camera_info(K, W, H, h))
     _, cloud = hs.wait_output(h)
-    data = cv.cloud_to_numpy(cloud)
-    centres = np.array([o.center for o in objects])
-    radii = np.array([o.radius for o in objects])
-    found = set()
-    for i in sorted(set(data["instance"].tolist())):
-        c = data["xyz"][data["instance"] == i].mean(axis=0)
-        d = np.linalg.norm(centres - c, axis=1)
-        assert d.min() < 0.5 * radii[d.argmin()] + 0.01, f"{encoding}: instance {i} is {d.min():.3f} m off"
-        found.add(int(d.argmin()))
-    assert found == set(range(len(objects)))
+    _assert_every_object_placed(cloud, objects, f"{encoding}: ")
 
 
 def test_diagnostics(rig):
@@ -664,15 +668,7 @@ def test_registered_depth_at_half_resolution(rig, scene):
     h = hs.send_frame({"rgb": frame["rgb"], "depth": np.ascontiguousarray(frame["depth"][::2, ::2])}, K)
     _, cloud = hs.wait_output(h)
     node.wait_log("is resized (nearest) to the image's", start=start)
-    data = cv.cloud_to_numpy(cloud)
-    centres = np.array([o.center for o in objects])
-    found = set()
-    for i in sorted(set(data["instance"].tolist())):
-        c = data["xyz"][data["instance"] == i].mean(axis=0)
-        d = np.linalg.norm(centres - c, axis=1)
-        assert d.min() < 0.5 * objects[int(d.argmin())].radius + 0.01
-        found.add(int(d.argmin()))
-    assert found == set(range(len(objects)))
+    _assert_every_object_placed(cloud, objects)
     # The same depth without a frame_id saying it is registered: refused.
     start = _mark(node)
     h2 = hs.header()
@@ -940,15 +936,7 @@ def test_compressed_transports_on_remapped_topics(tmp_path_factory, scene):
             ex.spin_once(timeout_sec=0.05)
         cloud = clouds[-1]
         assert cloud.header == h
-        data = cv.cloud_to_numpy(cloud)
-        centres = np.array([o.center for o in objects])
-        found = set()
-        for i in sorted(set(data["instance"].tolist())):
-            c = data["xyz"][data["instance"] == i].mean(axis=0)
-            d = np.linalg.norm(centres - c, axis=1)
-            assert d.min() < 0.5 * objects[int(d.argmin())].radius + 0.01
-            found.add(int(d.argmin()))
-        assert found == set(range(len(objects)))
+        _assert_every_object_placed(cloud, objects)
         # A truncated payload: said (naming the topic), counted, and the next good frame is served.
         png = cv2.imencode(".png", frame["rgb"][:, :, ::-1])[1].tobytes()
         for sec, data in ((78, png[:len(png) // 2]), (79, bytes(img.data))):
