@@ -204,3 +204,45 @@ def test_auto_reliability_follows_a_reliable_camera_and_serves_its_first_12mp_pa
     while hs.node_reliability("/image") != [BE]:
         assert time.monotonic() - t0 < 10, node.text()[mark:]
         hs.spin(0.25)
+
+
+def test_12mp_pair_from_a_best_effort_camera_over_compressed_topics(tmp_path_factory):
+    """A best-effort 12 MP camera through image_transport's compressed topics (JPEG + compressedDepth PNG,
+    a few MiB each: under the size best-effort delivery loses, bench/large_frames_bench.py --compressed):
+    the node (image_transport: compressed, depth_transport: compressedDepth) serves the pair, in metres."""
+    from sensor_msgs.msg import CompressedImage
+
+    domain = 1 + (os.getpid() * 41 + 29) % 100
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    node = NodeProcess(env, str(tmp_path_factory.mktemp("node_jpeg") / "node.log"), _weights(tmp_path_factory),
+                       extra=["-p", "image_transport:=compressed", "-p", "depth_transport:=compressedDepth"],
+                       reliable=False)
+    hs = _Rig(domain)
+    try:
+        node.wait_log("ready:", timeout=60)
+        assert "/image/compressed" in node.text() and "/depth/compressedDepth" in node.text()
+        be = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        pub_img = hs.node.create_publisher(CompressedImage, "/image/compressed", be)
+        pub_dep = hs.node.create_publisher(CompressedImage, "/depth/compressedDepth", be)
+        rgb, depth, K = _frame_12mp(seed=2)
+        h = _header(300.0)
+        img, dep = cv.rgb_to_compressed(rgb, h), cv.depth_to_compressed_depth(depth.astype(np.float32) / 1000, h)
+        assert len(img.data) < 16 * 2**20 and len(dep.data) < 16 * 2**20
+        hs.spin(1.5)  # discovery
+        sent, t0 = 0, time.monotonic()
+        while not hs.points and time.monotonic() - t0 < 45:
+            hs.pub["camera_info"].publish(cv.make_camera_info(K, W, H, h))
+            pub_dep.publish(dep)
+            pub_img.publish(img)
+            sent += 1
+            hs.spin(6.0)
+            h = _header(300.0 + sent)
+            img.header, dep.header = h, h
+        assert hs.points, f"no compressed 4000x3000 frame served of {sent} sent:\n{node.text()[-3000:]}"
+        cloud = cv.cloud_to_numpy(next(iter(hs.points.values())))
+        assert len(cloud["xyz"]) > 0 and 0.3 < np.median(cloud["xyz"][:, 2]) < 3.0  # metric, at the table
+    finally:
+        hs.close()
+        node.stop()
