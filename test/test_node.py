@@ -837,6 +837,43 @@ def test_device_resolution():
             resolve_device("cuda", strict=True)
 
 
+class _InProcess:
+    """One rclpy context (its own domain) holding PerceptionNodes (cpu, the test weights, no debug image, plus
+    the given parameters) and helper nodes; everything is closed and shut down on exit."""
+
+    def __init__(self, tmp_path_factory, salt: int):
+        self.weights = _weights(tmp_path_factory)
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=1 + (os.getpid() * 37 + salt) % 100)
+        self.nodes = []
+
+    def perception(self, *params, **node_kwargs):
+        from rclpy.parameter import Parameter
+
+        from dibr_ros.ros.perception_node import PerceptionNode
+
+        base = [Parameter("device", value="cpu"), Parameter("weights", value=self.weights),
+                Parameter("publish_debug_image", value=False)]
+        node = PerceptionNode(context=self.ctx, parameter_overrides=base + list(params), **node_kwargs)
+        self.nodes.append(node)
+        return node
+
+    def helper(self, name: str):
+        node = rclpy.create_node(name, context=self.ctx)
+        self.nodes.append(node)
+        return node
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for node in reversed(self.nodes):
+            if hasattr(node, "close"):
+                node.close()
+            node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
 def test_whole_numbers_for_double_parameters_over_the_set_parameters_service(tmp_path_factory):
     """`ros2 param set /dibr_perception max_depth 20` sends an INTEGER; YAML `max_depth: 20` too."""
     from rcl_interfaces.msg import Parameter as ParameterMsg
@@ -845,18 +882,11 @@ def test_whole_numbers_for_double_parameters_over_the_set_parameters_service(tmp
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from dibr_ros.ros.perception_node import PerceptionNode
-
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=1 + (os.getpid() * 37 + 89) % 100)
-    node = client_node = None
-    try:
-        overrides = [Parameter("device", value="cpu"), Parameter("weights", value=_weights(tmp_path_factory)),
-                     Parameter("publish_debug_image", value=False), Parameter("max_depth", value=7)]
-        node = PerceptionNode(context=ctx, parameter_overrides=overrides)
+    with _InProcess(tmp_path_factory, 89) as rig:
+        node = rig.perception(Parameter("max_depth", value=7))
         assert node.p["max_depth"] == 7.0 and isinstance(node.p["max_depth"], float)  # from YAML / -p
-        client_node = rclpy.create_node("param_client", context=ctx)
-        ex = SingleThreadedExecutor(context=ctx)
+        client_node = rig.helper("param_client")
+        ex = SingleThreadedExecutor(context=rig.ctx)
         ex.add_node(node)
         ex.add_node(client_node)
         cli = client_node.create_client(SetParameters, f"{node.get_fully_qualified_name()}/set_parameters")
@@ -875,12 +905,6 @@ def test_whole_numbers_for_double_parameters_over_the_set_parameters_service(tmp
         assert not res.successful and "crop_padding" in res.reason and "50" in res.reason  # the range, named
         res = send("points_per_object", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=128))
         assert res.successful and node.p["points_per_object"] == 128  # integers stay integers
-    finally:
-        if client_node is not None:
-            client_node.destroy_node()
-        if node is not None:
-            node.close()
-        rclpy.shutdown(context=ctx)
 
 
 def test_compressed_transports_on_remapped_topics(tmp_path_factory, scene):
@@ -891,23 +915,16 @@ def test_compressed_transports_on_remapped_topics(tmp_path_factory, scene):
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import CompressedImage
 
-    from dibr_ros.ros.perception_node import PerceptionNode
-
     frame, objects, K, _ = scene
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=1 + (os.getpid() * 37 + 71) % 100)
-    node = sender = None
-    try:
-        overrides = [Parameter("device", value="cpu"), Parameter("weights", value=_weights(tmp_path_factory)),
-                     Parameter("publish_debug_image", value=False), Parameter("input_reliability", value="reliable"),
-                     Parameter("image_transport", value="compressed"),
-                     Parameter("depth_transport", value="compressedDepth")]
+    with _InProcess(tmp_path_factory, 71) as rig:
         remap = ["--ros-args", "-r", "image:=/cam/color/image_raw", "-r", "depth:=/cam/depth/image_raw",
                  "-r", "camera_info:=/cam/color/camera_info"]
-        node = PerceptionNode(context=ctx, parameter_overrides=overrides, cli_args=remap)
+        node = rig.perception(Parameter("input_reliability", value="reliable"),
+                              Parameter("image_transport", value="compressed"),
+                              Parameter("depth_transport", value="compressedDepth"), cli_args=remap)
         assert node._topics["image"] == "/cam/color/image_raw/compressed"
         assert node._topics["depth"] == "/cam/depth/image_raw/compressedDepth"
-        sender = rclpy.create_node("bag_player", context=ctx)
+        sender = rig.helper("bag_player")
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         pub_img = sender.create_publisher(CompressedImage, "/cam/color/image_raw/compressed", qos)
         pub_dep = sender.create_publisher(CompressedImage, "/cam/depth/image_raw/compressedDepth", qos)
@@ -915,7 +932,7 @@ def test_compressed_transports_on_remapped_topics(tmp_path_factory, scene):
         clouds = []
         sender.create_subscription(PointCloud2, "/dibr_perception/points", clouds.append, QoSProfile(
             depth=5, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        ex = SingleThreadedExecutor(context=ctx)
+        ex = SingleThreadedExecutor(context=rig.ctx)
         ex.add_node(node)
         ex.add_node(sender)
         t0 = time.monotonic()
@@ -953,12 +970,6 @@ def test_compressed_transports_on_remapped_topics(tmp_path_factory, scene):
                 ex.spin_once(timeout_sec=0.05)
         assert "/cam/color/image_raw/compressed" in node.stats.last_error
         assert "does not decode" in node.stats.last_error
-    finally:
-        if sender is not None:
-            sender.destroy_node()
-        if node is not None:
-            node.close()
-        rclpy.shutdown(context=ctx)
 
 
 def test_rgb_only_camera_with_a_known_table_plane(tmp_path_factory, scene):
@@ -969,20 +980,12 @@ def test_rgb_only_camera_with_a_known_table_plane(tmp_path_factory, scene):
     from rcl_interfaces.srv import SetParameters
     from rclpy.parameter import Parameter
 
-    from dibr_ros.ros.perception_node import PerceptionNode
-
     frame, objects, K, plane = scene
     centres = np.array([o.center for o in objects])
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=1 + (os.getpid() * 37 + 97) % 100)
-    node = client = None
-    try:
-        overrides = [Parameter("device", value="cpu"), Parameter("weights", value=_weights(tmp_path_factory)),
-                     Parameter("publish_debug_image", value=False), Parameter("use_depth", value=False),
-                     Parameter("default_object_size", value=0.3)]
-        node = PerceptionNode(context=ctx, parameter_overrides=overrides)
-        client = rclpy.create_node("param_client", context=ctx)
-        ex = SingleThreadedExecutor(context=ctx)
+    with _InProcess(tmp_path_factory, 97) as rig:
+        node = rig.perception(Parameter("use_depth", value=False), Parameter("default_object_size", value=0.3))
+        client = rig.helper("param_client")
+        ex = SingleThreadedExecutor(context=rig.ctx)
         ex.add_node(node)
         ex.add_node(client)
         cli = client.create_client(SetParameters, f"{node.get_fully_qualified_name()}/set_parameters")
@@ -1034,12 +1037,6 @@ def test_rgb_only_camera_with_a_known_table_plane(tmp_path_factory, scene):
         res = send(ParameterValue(type=ParameterType.PARAMETER_INTEGER_ARRAY, integer_array_value=[0, 0, 0, 0]))
         assert res.successful, res.reason
         assert node._plane is None
-    finally:
-        if client is not None:
-            client.destroy_node()
-        if node is not None:
-            node.close()
-        rclpy.shutdown(context=ctx)
 
 
 def test_table_frame_through_tf2_ros_when_installed(tmp_path_factory, scene, monkeypatch):
@@ -1052,7 +1049,6 @@ def test_table_frame_through_tf2_ros_when_installed(tmp_path_factory, scene, mon
     from scipy.spatial.transform import Rotation
 
     from dibr_ros.perception.geometry import rotation_z_to
-    from dibr_ros.ros.perception_node import PerceptionNode
 
     frame, objects, K, (n, d) = scene
     # the table frame: z along the table's normal, origin at the camera's foot on the table
@@ -1073,16 +1069,10 @@ def test_table_frame_through_tf2_ros_when_installed(tmp_path_factory, scene, mon
     tf2 = types.ModuleType("tf2_ros")
     tf2.Buffer = Buffer
     tf2.TransformListener = lambda buffer, node: listeners.append((buffer, node))
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=1 + (os.getpid() * 37 + 61) % 100)
-    nodes = []
-    try:
-        params = [Parameter("device", value="cpu"), Parameter("weights", value=_weights(tmp_path_factory)),
-                  Parameter("publish_debug_image", value=False), Parameter("use_depth", value=False),
-                  Parameter("table_frame", value="table")]
+    with _InProcess(tmp_path_factory, 61) as rig:
+        params = [Parameter("use_depth", value=False), Parameter("table_frame", value="table")]
         monkeypatch.setitem(sys.modules, "tf2_ros", tf2)
-        node = PerceptionNode(context=ctx, parameter_overrides=params)
-        nodes.append(node)
+        node = rig.perception(*params)
         assert len(listeners) == 1 and listeners[0][1] is node
         h = Header(frame_id=FRAME)
         got = node._table_plane(h)
@@ -1098,11 +1088,5 @@ def test_table_frame_through_tf2_ros_when_installed(tmp_path_factory, scene, mon
         assert node._table_plane(h) is None  # no table_plane either
         assert "table_frame 'table'" in node.stats.last_error and "no table plane used" in node.stats.last_error
         monkeypatch.setitem(sys.modules, "tf2_ros", None)  # not installed
-        plain = PerceptionNode(context=ctx, parameter_overrides=params)
-        nodes.append(plain)
+        plain = rig.perception(*params)
         assert plain._tf_buffer is None and plain._table_plane(h) is None
-    finally:
-        for nd in nodes:
-            nd.close()
-            nd.destroy_node()
-        rclpy.shutdown(context=ctx)
