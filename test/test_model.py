@@ -278,6 +278,32 @@ def test_checkpoint_round_trip_fp32_and_fp16(tmp_path):
                                atol=2e-2, rtol=0)
 
 
+def test_average_checkpoints_is_the_tensor_mean(tmp_path):
+    from dibr_ros.model.train import main
+
+    paths = []
+    for seed in (1, 2, 3):
+        net = Predictor.from_config(TINY, seed=seed).network
+        paths.append(str(tmp_path / f"s{seed}.pt"))
+        save_checkpoint(paths[-1], net, net.config, {"iterations": seed})
+    out = tmp_path / "soup.pt"
+    assert main(["--average", *paths, "--out", str(out)]) == 0
+    config, soup, meta = load_checkpoint(str(out))
+    states = [load_checkpoint(p)[1] for p in paths]
+    assert config == load_checkpoint(paths[-1])[0] and meta["iterations"] == 3 and "s1.pt" in meta["parent"]
+    for k, v in soup.items():
+        expect = (states[0][k].double() + states[1][k].double() + states[2][k].double()) / 3
+        torch.testing.assert_close(v.double(), expect, atol=1e-6, rtol=0)
+    assert any((states[0][k] != states[1][k]).any() for k in soup)  # the sources really differ
+    Predictor.load(str(out), device="cpu")  # the soup is a loadable model
+    wider = Predictor.from_config({**TINY, "latent_dim": 16}, seed=0).network
+    save_checkpoint(str(tmp_path / "w.pt"), wider, wider.config, {})
+    assert main(["--average", paths[0], str(tmp_path / "w.pt"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert main(["--average", paths[0], "--out", str(tmp_path / "x.pt")]) == 2  # one checkpoint is no average
+    assert main(["--average", *paths]) == 2  # no --out
+    assert not (tmp_path / "x.pt").exists()
+
+
 class _Evil:
     def __init__(self, marker):
         self.marker = marker

@@ -4,6 +4,7 @@
     python -m dibr_ros.model.train --config cfg.yaml --set loss_weights.color=1.0 --resume
     torchrun --nproc_per_node 2 -m dibr_ros.model.train --run-dir runs/ddp     # DDP (nccl on CUDA, else gloo)
     python -m dibr_ros.model.train --export runs/r1/model_best.pt dibr_ros/weights/default.pt   # fp16 ship
+    python -m dibr_ros.model.train --average r1/model_best.pt r1/snap_a.pt r1/model_last.pt --out soup.pt
 
 Run folder: ``train_state.pt`` (exact resume: model, optimizer, scheduler, RNG and sampler states of every
 rank, step), ``model_last.pt`` / ``model_best.pt`` (model checkpoints, best by validation silhouette IoU),
@@ -33,7 +34,7 @@ from dibr_ros.model.losses import DEFAULT_WEIGHTS, DIBRLoss
 from dibr_ros.model.network import DIBRNet, checkpoint_network_config, expand_input_channels, network_config
 from dibr_ros.model.sampling import CropSampler, load_objects
 
-__all__ = ["TRAIN_DEFAULTS", "Trainer", "export_checkpoint", "load_config", "main", "make_config", "run"]
+__all__ = ["TRAIN_DEFAULTS", "Trainer", "average_checkpoints", "export_checkpoint", "load_config", "main", "make_config", "run"]
 
 STATE_FORMAT = "dibr_ros.train/1"
 
@@ -464,6 +465,31 @@ def export_checkpoint(src: str, dst: str, half: bool = True, metrics: dict | Non
     return meta
 
 
+def average_checkpoints(srcs: list[str], dst: str, half: bool = False) -> dict:
+    """Write the uniform tensor-by-tensor mean of model checkpoints ``srcs`` to ``dst`` -> its meta.
+
+    A "model soup" (Wortsman et al. 2022): checkpoints of one fine-tune, averaged, generalise better than
+    each of them (the shipped 2026-12-07 22:08 weights, ``bench/RESULTS.md`` section 7). The checkpoints must
+    share the network config and tensor names and shapes; the last one's config and meta are kept, with
+    ``meta["parent"]`` naming the sources.
+    """
+    if len(srcs) < 2:
+        raise ValueError("--average needs at least two checkpoints")
+    loaded = [load_checkpoint(s) for s in srcs]
+    config, ref, meta = loaded[-1]
+    for src, (cfg, sd, _) in zip(srcs, loaded):
+        if cfg != config:
+            raise ValueError(f"{src}: network config differs from {srcs[-1]}'s; only one network's checkpoints "
+                             "can be averaged")
+        if sd.keys() != ref.keys() or any(sd[k].shape != ref[k].shape for k in ref):
+            raise ValueError(f"{src}: tensor names or shapes differ from {srcs[-1]}'s")
+    state = {k: (torch.stack([sd[k].double() for _, sd, _ in loaded]).mean(0).to(torch.float32)
+                 if v.is_floating_point() else v) for k, v in ref.items()}
+    meta = {**meta, "parent": "uniform average of " + ", ".join(os.path.basename(s) for s in srcs)}
+    save_checkpoint(dst, state, config, meta, half=half)
+    return meta
+
+
 def _parse_value(text: str):
     try:
         import yaml
@@ -499,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from RUN_DIR/train_state.pt if present")
     ap.add_argument("--export", nargs=2, metavar=("SRC", "DST"), help="write SRC model checkpoint as fp16 to DST")
     ap.add_argument("--metrics", help="with --export: JSON file of benchmark figures to record in the checkpoint")
+    ap.add_argument("--average", nargs="+", metavar="SRC",
+                    help="with --out: write the mean of these model checkpoints (a model soup, fp32) to --out")
+    ap.add_argument("--out", help="destination of --average")
     a = ap.parse_args(argv)
     try:
         if a.export:
@@ -509,6 +538,12 @@ def main(argv: list[str] | None = None) -> int:
             meta = export_checkpoint(*a.export, metrics=metrics)
             print(f"exported {a.export[0]} -> {a.export[1]} ({os.path.getsize(a.export[1]) / 1e6:.1f} MB, "
                   f"{meta.get('iterations')} iterations)")
+            return 0
+        if a.average:
+            if not a.out:
+                raise ValueError("--average needs --out DST")
+            average_checkpoints(a.average, a.out)
+            print(f"averaged {len(a.average)} checkpoints -> {a.out}")
             return 0
         over = load_config(a.config) if a.config else {}
         flags = {k: getattr(a, k) for k in ("run_dir", "steps", "batch_size", "views", "lr", "seed", "train_objects",
