@@ -34,8 +34,8 @@ from dibr_ros.model.losses import DEFAULT_WEIGHTS, DIBRLoss
 from dibr_ros.model.network import DIBRNet, checkpoint_network_config, expand_input_channels, network_config
 from dibr_ros.model.sampling import CropSampler, load_objects
 
-__all__ = ["TRAIN_DEFAULTS", "Trainer", "average_checkpoints", "export_checkpoint", "load_config", "main", "make_config",
-           "run"]
+__all__ = ["TRAIN_DEFAULTS", "Trainer", "average_checkpoints", "export_checkpoint", "load_config", "main",
+           "make_config", "run"]
 
 STATE_FORMAT = "dibr_ros.train/1"
 
