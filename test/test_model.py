@@ -296,8 +296,8 @@ def test_average_checkpoints_is_the_tensor_mean(tmp_path):
         torch.testing.assert_close(v.double(), expect, atol=1e-6, rtol=0)
     assert any((states[0][k] != states[1][k]).any() for k in soup)  # the sources really differ
     Predictor.load(str(out), device="cpu")  # the soup is a loadable model
-    wider = Predictor.from_config({**TINY, "latent_dim": 16}, seed=0).network
-    save_checkpoint(str(tmp_path / "w.pt"), wider, wider.config, {})
+    narrower = Predictor.from_config({**TINY, "latent_dim": 16}, seed=0).network
+    save_checkpoint(str(tmp_path / "w.pt"), narrower, narrower.config, {})
     assert main(["--average", paths[0], str(tmp_path / "w.pt"), "--out", str(tmp_path / "x.pt")]) == 2
     assert main(["--average", paths[0], "--out", str(tmp_path / "x.pt")]) == 2  # one checkpoint is no average
     assert main(["--average", *paths]) == 2  # no --out
