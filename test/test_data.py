@@ -163,6 +163,31 @@ def test_multiview_sample_frames_depth_and_relative_cameras_agree():
                                atol=1e-5, rtol=0)
 
 
+def test_jitter_colors_recolours_so_hue_does_not_give_the_shape_away():
+    from dibr_ros.render.mesh import ico_sphere
+
+    v = ico_sphere(3)[0].expand(400, -1, -1)
+    orange = torch.tensor([0.9, 0.5, 0.1]).expand(400, v.shape[1], 3)
+
+    def jitter(seed, **kw):
+        return views.jitter_colors(v, orange, torch.Generator().manual_seed(seed), **kw)
+
+    assert torch.equal(jitter(5), jitter(5))
+    out = jitter(5)
+    assert out.shape == orange.shape and out.min() >= 0 and out.max() <= 1
+    # Gain (0.75-1.25 per channel) and a common shift keep orange's channel order r > g > b; a new base
+    # colour (p_recolor) does not, for about 5/6 of the recoloured objects.
+    def reordered(c):
+        m = c.mean(1)
+        return ((m[:, 0] <= m[:, 1]) | (m[:, 1] <= m[:, 2])).float().mean().item()
+
+    assert reordered(jitter(1, p_recolor=0.0, p_texture=0.0)) == 0.0
+    assert 0.6 < reordered(jitter(1, p_recolor=1.0, p_texture=0.0)) < 0.95
+    # Without a texture a uniform object stays uniform; each texture (stripes, noise, spots) varies it.
+    assert jitter(2, p_texture=0.0).std(1).amax().item() < 1e-6
+    assert (jitter(2, p_texture=1.0).std(1).amax(-1) > 0.01).float().mean().item() > 0.95
+
+
 def test_render_batch_matches_toolkit_render_mesh_unlit():
     from dibr_ros.render.renderer import render_mesh
 

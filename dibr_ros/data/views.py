@@ -86,12 +86,15 @@ def sample_lighting(n: int, generator: torch.Generator) -> dict:
 
 
 def jitter_colors(vertices: torch.Tensor, colors: torch.Tensor, generator: torch.Generator,
-                  p_texture: float = 0.5) -> torch.Tensor:
+                  p_texture: float = 0.5, p_recolor: float = 0.3) -> torch.Tensor:
     """Colour and procedural-texture jitter of per-vertex albedo.
 
-    Per object: a gain in [0.75, 1.25] per channel plus a brightness shift in +-0.1; with probability
-    ``p_texture`` a texture on the vertices: stripes along a random direction (second random colour) or
-    smooth value noise (sum of random sinusoids, +-0.2).
+    Per object: with probability ``p_recolor`` a new base colour (half of them grey, white to black), keeping
+    the object's own shading pattern, so that hue cannot stand in for shape (a white ball, a green bottle);
+    then a gain in [0.75, 1.25] per channel plus a brightness shift in +-0.1; with probability
+    ``p_texture`` a texture on the vertices, in equal shares: stripes along a random direction (second random
+    colour), smooth value noise (sum of random sinusoids, +-0.2), or 4-12 round spots of a second colour
+    (printed labels, a football's patches).
 
     Args:
         vertices: (N,V,3) object frame; colors: (N,V,3) in [0,1].
@@ -101,10 +104,16 @@ def jitter_colors(vertices: torch.Tensor, colors: torch.Tensor, generator: torch
     """
     n = colors.shape[0]
     dev = colors.device
+    u = torch.rand(n, 2, generator=generator).to(dev)
+    base = torch.rand(n, 1, 3, generator=generator).to(dev)
+    base = torch.where(u[:, 1, None, None] < 0.5, base[..., :1].expand(-1, -1, 3), base)
+    own = colors.mean(1, keepdim=True).clamp_min(1e-3)
+    recolored = (colors / own * base).clamp(0.0, 1.0)  # the object's variation around its mean, new mean
+    colors = torch.where(u[:, 0, None, None] < p_recolor, recolored, colors)
     gain = (0.75 + 0.5 * torch.rand(n, 1, 3, generator=generator)).to(dev)
     shift = (0.2 * torch.rand(n, 1, 1, generator=generator) - 0.1).to(dev)
     out = colors * gain + shift
-    kind = torch.rand(n, generator=generator)
+    kind = torch.rand(n, generator=generator).to(dev)
     direction = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=-1).to(dev)
     freq = (3.0 + 6.0 * torch.rand(n, 1, generator=generator)).to(dev)
     second = torch.rand(n, 1, 3, generator=generator).to(dev)
@@ -114,9 +123,17 @@ def jitter_colors(vertices: torch.Tensor, colors: torch.Tensor, generator: torch
     phase = (2 * math.pi * torch.rand(n, 4, generator=generator)).to(dev)
     noise = torch.sin(vertices @ waves.transpose(1, 2) + phase[:, None, :]).mean(-1, keepdim=True) * 0.4
     noise_col = out + noise
-    sel_s = (kind < p_texture / 2).to(dev)[:, None, None]
-    sel_n = ((kind >= p_texture / 2) & (kind < p_texture)).to(dev)[:, None, None]
-    out = torch.where(sel_s, stripe_col, torch.where(sel_n, noise_col, out))
+    k = 12
+    centres = torch.nn.functional.normalize(torch.randn(n, k, 3, generator=generator), dim=-1).to(dev)
+    used = (torch.arange(k)[None] < torch.randint(4, k + 1, (n, 1), generator=generator)).to(dev)
+    cos_r = torch.cos(0.2 + 0.3 * torch.rand(n, 1, 1, generator=generator)).to(dev)  # spot radius 11-29 deg
+    dirs = torch.nn.functional.normalize(vertices, dim=-1)
+    near = ((dirs @ centres.transpose(1, 2) > cos_r) & used[:, None, :]).any(-1)  # (N, V)
+    spot_col = torch.where(near[..., None], second, out)
+    t = p_texture / 3
+    out = torch.where((kind < t)[:, None, None], stripe_col,
+                      torch.where((kind < 2 * t)[:, None, None], noise_col,
+                                  torch.where((kind < p_texture)[:, None, None], spot_col, out)))
     return out.clamp(0.0, 1.0)
 
 
