@@ -169,6 +169,32 @@ def test_evaluate_scores_a_predictor_like_the_metrics():
     assert 0 < rec["sil_iou_input"] <= 1 and 0 < rec["sil_iou_novel"] <= 1
 
 
+def test_recolor_changes_the_base_colour_only():
+    from dibr_ros.data import library
+    from dibr_ros.eval.evaluate import eval_items, recolor
+
+    obj = library.load_object("soccerball")  # black and white patches
+    assert recolor(obj, "none") is obj
+    black = recolor(obj, "black")
+    assert np.array_equal(black.vertices, obj.vertices) and np.array_equal(black.faces, obj.faces)
+    assert np.allclose(black.colors.mean(0), 0.08, atol=1e-4)
+    # the object's own colour variation is kept, in proportion
+    assert np.allclose(black.colors * obj.colors.mean(0), obj.colors * 0.08, atol=1e-5)
+    assert black.colors.std(0).min() > 0.01
+    a, b = recolor(obj, "random", seed=3), recolor(obj, "random", seed=3)
+    assert np.array_equal(a.colors, b.colors) and not np.array_equal(a.colors, recolor(obj, "random", 4).colors)
+    with pytest.raises(ValueError, match="recolor mode"):
+        recolor(obj, "purple")
+    # the same cameras and lights, other colours: masks equal, object pixels grey where white
+    plain = next(iter(eval_items("ood", n_views=2, size=32, max_objects=1)))
+    grey = next(iter(eval_items("ood", n_views=2, size=32, max_objects=1, recolor_mode="white")))
+    assert torch.equal(plain["mask"], grey["mask"]) and not torch.equal(plain["rgb"], grey["rgb"])
+    px = grey["rgb"][grey["mask"] > 0.5]
+    assert (px.amax(-1) - px.amin(-1)).median() < 0.05
+    with pytest.raises(ValueError, match="shard directory"):
+        next(iter(eval_items("ood", shard_dir="/nonexistent", recolor_mode="black")))
+
+
 def test_pipeline_method_completes_a_sphere_with_the_depth():
     """The node's shape (placement + completion with the true depth, at real size) fits the object better
     than the network's sphere alone; RGB-only has nothing to complete with."""

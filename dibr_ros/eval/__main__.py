@@ -4,6 +4,7 @@
     python -m dibr_ros.eval --predictor default --split ood          # shipped weights
     python -m dibr_ros.eval --predictor default --split hh_test --depth full   # RGB-D input
     python -m dibr_ros.eval --predictor default --split test --depth full --pipeline   # the node's shape
+    python -m dibr_ros.eval --predictor default --split val --recolor white   # shape, not hue?
     python -m dibr_ros.eval --predictor run/ckpt.pt --split val --shards DIR/val
     python -m dibr_ros.eval --predictor my_module:make_predictor --split test --json out.json
 
@@ -35,6 +36,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pipeline", action="store_true",
                     help="score the node's shape (the perception pipeline's placement and completion with the "
                          "depth, true mask) instead of the network's alone; needs --depth full or half")
+    ap.add_argument("--recolor", default="none", choices=("none", "white", "black", "random"),
+                    help="render the objects with a new base colour (their own variation kept): does the "
+                         "predictor read shape or hue?")
     ap.add_argument("--json", default=None, help="write summary and records here")
     args = ap.parse_args(argv)
     try:
@@ -49,20 +53,22 @@ def main(argv=None) -> int:
         method = load_method(args.predictor, args.device, args.depth, pipeline=args.pipeline)
         n = len(library.list_objects(args.split))
         total = n if args.max_objects is None else min(n, args.max_objects)
-        items = eval_items(args.split, args.views, args.size, args.seed, args.max_objects, args.shards)
+        items = eval_items(args.split, args.views, args.size, args.seed, args.max_objects, args.shards,
+                           recolor_mode=args.recolor)
         res = evaluate(method, items, n_inputs=args.inputs, n_iou_points=args.iou_points, seed=args.seed,
                        total=total)
     except (ValueError, TypeError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     s = res["summary"]
-    name = args.predictor + (" (pipeline)" if args.pipeline else "")
+    name = args.predictor + (" (pipeline)" if args.pipeline else "") + (
+        f" recolor={args.recolor}" if args.recolor != "none" else "")
     print(f"{name} {args.split} depth={args.depth}: objects {res['n_objects']} views {res['n_views']} "
           + " ".join(f"{k} {v:.4f}" for k, v in s.items()))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"predictor": args.predictor, "pipeline": args.pipeline, "split": args.split,
-                       "depth": args.depth, **res}, f, indent=1)
+                       "depth": args.depth, "recolor": args.recolor, **res}, f, indent=1)
     return 0
 
 

@@ -11,6 +11,7 @@ camera-frame Chamfer distance at real size).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import os
@@ -27,13 +28,39 @@ METRIC_KEYS = ("chamfer_l1", "chamfer_l1_mm", "fscore@0.05", "precision@0.05", "
                "precision@0.10", "recall@0.10", "iou_3d", "sil_iou_input", "sil_iou_novel")
 
 
+RECOLOR_MODES = ("none", "white", "black", "random")
+
+
+def recolor(obj: library.ObjectMesh, mode: str, seed: int = 0) -> library.ObjectMesh:
+    """The object with a new base colour, its own colour variation kept (``colors / mean * base``): "white"
+    (0.9 grey), "black" (0.08 grey), "random" (seeded by object name and ``seed``: half of them grey, the rest
+    uniform RGB), "none" (unchanged). Measures whether a predictor reads shape or hue."""
+    if mode not in RECOLOR_MODES:
+        raise ValueError(f"recolor mode must be one of {RECOLOR_MODES}, got {mode!r}")
+    if mode == "none":
+        return obj
+    if mode == "random":
+        rng = np.random.default_rng([views.object_seed(seed, obj.name), 17])
+        base = rng.random(3)
+        base = np.full(3, base[0]) if rng.random() < 0.5 else base
+    else:
+        base = np.full(3, 0.9 if mode == "white" else 0.08)
+    own = np.maximum(obj.colors.mean(0), 1e-3)
+    cols = np.clip(obj.colors / own * base, 0.0, 1.0).astype(np.float32)
+    return dataclasses.replace(obj, colors=cols)
+
+
 def eval_items(split: str, n_views: int = 8, size: int = 128, seed: int = 0, max_objects: int | None = None,
-               shard_dir: str | None = None, backend: str = "auto"):
+               shard_dir: str | None = None, backend: str = "auto", recolor_mode: str = "none"):
     """Yield evaluation items (the :class:`~dibr_ros.data.shards.ShardDataset` item dict, view 0 first).
 
     With ``shard_dir`` the views are read from disk, else rendered now with the same seeded code (identical
-    images up to the uint8 rounding that is applied here too).
+    images up to the uint8 rounding that is applied here too), the objects recoloured by :func:`recolor`.
     """
+    if recolor_mode not in RECOLOR_MODES:
+        raise ValueError(f"recolor mode must be one of {RECOLOR_MODES}, got {recolor_mode!r}")
+    if shard_dir is not None and recolor_mode != "none":
+        raise ValueError("recolouring renders the views now: it cannot be combined with a shard directory")
     if shard_dir is not None:
         ds = shards.ShardDataset(shard_dir)
         if ds.manifest["split"] != split:
@@ -43,7 +70,7 @@ def eval_items(split: str, n_views: int = 8, size: int = 128, seed: int = 0, max
             yield ds[i]
         return
     for i, obj in enumerate(library.load_split(split, max_objects)):
-        smp = shards.render_object(obj, n_views, size, seed, backend=backend)
+        smp = shards.render_object(recolor(obj, recolor_mode, seed), n_views, size, seed, backend=backend)
         rel = views.relative_cameras(smp["R"], smp["eye"])
         yield {"rgb": (smp["rgb"][0] * 255).round() / 255.0, "mask": smp["mask"][0], "depth": smp["depth"][0],
                "R": smp["R"][0], "eye": smp["eye"][0], "K": smp["K"][0], "view_rot": rel["view_rot"][0],
