@@ -85,6 +85,13 @@ def sample_lighting(n: int, generator: torch.Generator) -> dict:
     return {"use_sh": use_sh, "light_dir": light_dir, "ambient": ambient, "sh": sh}
 
 
+def rebase_colors(colors: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """Per-vertex albedo (..., V, 3) with its mean colour moved to ``base`` (..., 1, 3) and its own
+    variation kept in proportion (``colors / mean * base``, clamped to [0, 1])."""
+    own = colors.mean(-2, keepdim=True).clamp_min(1e-3)
+    return (colors / own * base).clamp(0.0, 1.0)
+
+
 def jitter_colors(vertices: torch.Tensor, colors: torch.Tensor, generator: torch.Generator,
                   p_texture: float = 0.5, p_recolor: float = 0.3) -> torch.Tensor:
     """Colour and procedural-texture jitter of per-vertex albedo.
@@ -107,9 +114,7 @@ def jitter_colors(vertices: torch.Tensor, colors: torch.Tensor, generator: torch
     u = torch.rand(n, 2, generator=generator).to(dev)
     base = torch.rand(n, 1, 3, generator=generator).to(dev)
     base = torch.where(u[:, 1, None, None] < 0.5, base[..., :1].expand(-1, -1, 3), base)
-    own = colors.mean(1, keepdim=True).clamp_min(1e-3)
-    recolored = (colors / own * base).clamp(0.0, 1.0)  # the object's variation around its mean, new mean
-    colors = torch.where(u[:, 0, None, None] < p_recolor, recolored, colors)
+    colors = torch.where(u[:, 0, None, None] < p_recolor, rebase_colors(colors, base), colors)
     gain = (0.75 + 0.5 * torch.rand(n, 1, 3, generator=generator)).to(dev)
     shift = (0.2 * torch.rand(n, 1, 1, generator=generator) - 0.1).to(dev)
     out = colors * gain + shift

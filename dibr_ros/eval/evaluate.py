@@ -32,7 +32,7 @@ RECOLOR_MODES = ("none", "white", "black", "random")
 
 
 def recolor(obj: library.ObjectMesh, mode: str, seed: int = 0) -> library.ObjectMesh:
-    """The object with a new base colour, its own colour variation kept (``colors / mean * base``): "white"
+    """The object with a new base colour (:func:`~dibr_ros.data.views.rebase_colors`): "white"
     (0.9 grey), "black" (0.08 grey), "random" (seeded by object name and ``seed``: half of them grey, the rest
     uniform RGB), "none" (unchanged). Measures whether a predictor reads shape or hue."""
     if mode not in RECOLOR_MODES:
@@ -45,9 +45,9 @@ def recolor(obj: library.ObjectMesh, mode: str, seed: int = 0) -> library.Object
         base = np.full(3, base[0]) if rng.random() < 0.5 else base
     else:
         base = np.full(3, 0.9 if mode == "white" else 0.08)
-    own = np.maximum(obj.colors.mean(0), 1e-3)
-    cols = np.clip(obj.colors / own * base, 0.0, 1.0).astype(np.float32)
-    return dataclasses.replace(obj, colors=cols)
+    cols = views.rebase_colors(torch.as_tensor(obj.colors, dtype=torch.float32),
+                               torch.as_tensor(base, dtype=torch.float32)[None])
+    return dataclasses.replace(obj, colors=cols.numpy())
 
 
 def eval_items(split: str, n_views: int = 8, size: int = 128, seed: int = 0, max_objects: int | None = None,
