@@ -97,8 +97,8 @@ def jitter_colors(vertices: torch.Tensor, colors: torch.Tensor, generator: torch
     """Colour and procedural-texture jitter of per-vertex albedo.
 
     Per object: with probability ``p_recolor`` a new base colour (half of them grey, white to black), keeping
-    the object's own shading pattern, so that hue cannot stand in for shape (a white ball, a green bottle);
-    then a gain in [0.75, 1.25] per channel plus a brightness shift in +-0.1; with probability
+    the object's own colour variation (:func:`rebase_colors`), so that hue cannot stand in for shape (a white
+    ball, a green bottle); then a gain in [0.75, 1.25] per channel plus a brightness shift in +-0.1; with probability
     ``p_texture`` a texture on the vertices, in equal shares: stripes along a random direction (second random
     colour), smooth value noise (sum of random sinusoids, +-0.2), or 4-12 round spots of a second colour
     (printed labels, a football's patches).
