@@ -57,8 +57,6 @@ def eval_items(split: str, n_views: int = 8, size: int = 128, seed: int = 0, max
     With ``shard_dir`` the views are read from disk, else rendered now with the same seeded code (identical
     images up to the uint8 rounding that is applied here too), the objects recoloured by :func:`recolor`.
     """
-    if recolor_mode not in RECOLOR_MODES:
-        raise ValueError(f"recolor mode must be one of {RECOLOR_MODES}, got {recolor_mode!r}")
     if shard_dir is not None and recolor_mode != "none":
         raise ValueError("recolouring renders the views now: it cannot be combined with a shard directory")
     if shard_dir is not None:
